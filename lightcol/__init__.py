@@ -1,0 +1,40 @@
+"""lightcol: fast ColBERT-style late-interaction text embeddings on ONNX Runtime."""
+
+from lightcol import maxsim
+from lightcol.collection import MultiVectorCollection
+from lightcol.embedding import LateInteractionTextEmbedding
+from lightcol.errors import (
+    DownloadError,
+    IntegrityError,
+    LightcolError,
+    ModelLoadError,
+    OfflineModelMissingError,
+    ProviderError,
+    RegistryError,
+    RepoAccessError,
+    RepoNotFoundError,
+    ShapeError,
+    UnknownModelError,
+)
+from lightcol.registry import list_supported_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DownloadError",
+    "IntegrityError",
+    "LateInteractionTextEmbedding",
+    "LightcolError",
+    "ModelLoadError",
+    "MultiVectorCollection",
+    "OfflineModelMissingError",
+    "ProviderError",
+    "RegistryError",
+    "RepoAccessError",
+    "RepoNotFoundError",
+    "ShapeError",
+    "UnknownModelError",
+    "list_supported_models",
+    "maxsim",
+    "__version__",
+]

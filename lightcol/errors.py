@@ -1,0 +1,52 @@
+"""Exception types raised by lightcol.
+
+Every error lightcol raises on purpose derives from :class:`LightcolError`, and each also derives
+from the built-in exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``,
+``RuntimeError``...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class LightcolError(Exception):
+    """Base class of every error lightcol raises on purpose."""
+
+
+class RegistryError(LightcolError, ValueError):
+    """``models.json`` (or a model folder's ``lightcol_config.json``) is malformed."""
+
+
+class UnknownModelError(LightcolError, ValueError):
+    """The model name is not in the registry and no local folder with rules was given."""
+
+
+class ModelLoadError(LightcolError, RuntimeError):
+    """A model file (ONNX, tokenizer, config) is missing, truncated, garbage or inconsistent."""
+
+
+class ProviderError(LightcolError, ValueError):
+    """An ONNX Runtime execution provider was asked for but is not available."""
+
+
+class ShapeError(LightcolError, ValueError):
+    """Vectors handed to MaxSim or a collection have the wrong rank, dimension or dtype."""
+
+
+class DownloadError(LightcolError, OSError):
+    """Fetching a model from the Hugging Face hub failed."""
+
+
+class OfflineModelMissingError(DownloadError, FileNotFoundError):
+    """Offline mode is on and the model is not (completely) in the cache."""
+
+
+class RepoAccessError(DownloadError, PermissionError):
+    """The hub answered 401 (no/invalid token) or 403 (gated or forbidden)."""
+
+
+class RepoNotFoundError(DownloadError, FileNotFoundError):
+    """The hub answered 404: the repository, revision or file does not exist (or is private)."""
+
+
+class IntegrityError(DownloadError):
+    """A downloaded or cached file does not match the size or sha256 the hub reports."""

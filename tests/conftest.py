@@ -1,0 +1,53 @@
+"""Shared fixtures: the tiny checkpoints in tests/fixtures (regenerate with tools/make_fixtures.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ONNX_DIR = FIXTURES / "tiny-colbert-onnx"
+CKPT_DIR = FIXTURES / "tiny-colbert"
+
+WORDS = (
+    "late interaction retrieval token vector passage query document index search rank score model "
+    "colbert bert encoder matrix similarity maximum information science library catalog abstract "
+    "user system evaluation relevance precision recall citation journal author subject analysis"
+).split()
+
+EDGE_TEXTS = [
+    "",
+    " ",
+    "\t\n",
+    "!!! ... ??? ;;; --- ((( )))",
+    ".",
+    "ColBERT encodes every token of a passage into its own vector.",
+    "Ünïcödé tëxt with àccents, naïve café résumé.",
+    "日本語のテキストと中文文本",
+    "مرحبا بالعالم — نص من اليمين إلى اليسار",
+    "emoji 🙂🚀 and symbols © ™ ∑ ∞",
+    "zero\u200bwidth and control\x07chars",
+    "literal special tokens [PAD] [MASK] [CLS] [SEP] [unused0]",
+    "UPPER lower MiXeD CaSe",
+    " ".join(["supercalifragilisticexpialidocious antidisestablishmentarianism"] * 40),
+]
+
+
+def random_texts(n: int, seed: int = 0, max_words: int = 120) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, max_words))]
+        if rng.random() < 0.5:
+            words = [w + rng.choice(",.;:!?") if rng.random() < 0.1 else w for w in words]
+        out.append(" ".join(words))
+    return out
+
+
+@pytest.fixture(scope="session")
+def model():
+    from lightcol import LateInteractionTextEmbedding
+
+    return LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, cuda=False)
