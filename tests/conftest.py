@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+# colbert-ai lives in its own environment (tools/setup_dev.sh builds .venv-colbert)
+_COLBERT = Path(__file__).resolve().parent.parent / ".venv-colbert" / "bin" / "python"
+if "LIGHTCOL_COLBERT_PYTHON" not in os.environ and _COLBERT.is_file():
+    os.environ["LIGHTCOL_COLBERT_PYTHON"] = str(_COLBERT)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ONNX_DIR = FIXTURES / "tiny-colbert-onnx"

@@ -239,10 +239,17 @@ def export(
     opset: int = 17,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out``; return the written ``lightcol_config.json`` as a dict."""
+    import warnings
+
     import torch
 
     from lightcol.registry import FOLDER_CONFIG, parse_entry
 
+    # the tracer warns about shape-dependent Python branches in transformers' mask code; --verify
+    # checks the traced graph on other batch sizes and sequence lengths instead
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+    warnings.filterwarnings("ignore", message="Exporting aten::index")
     checkpoint, out = Path(checkpoint), Path(out)
     encoder, tok, heads, rules, fmt = load_checkpoint(checkpoint)
     module = build_module(encoder, heads)
