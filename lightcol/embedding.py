@@ -281,3 +281,24 @@ class LateInteractionTextEmbedding:
             if error is not None:
                 raise error
         return total
+
+    def rerank(
+        self, query: str, documents: Sequence[str], k: int | None = None, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rerank first-stage candidates by MaxSim: ``(indices into documents, scores)``, best first.
+
+        The candidates (typically 100-500 from a dense or BM25 retriever) are embedded in one
+        batched, length-sorted pass; ``k=None`` returns them all, ties broken by lower index.
+        """
+        from lightcol import maxsim
+
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if isinstance(documents, str):
+            raise TypeError("documents must be a sequence of str, not a single str")
+        docs = list(documents)
+        if not docs:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        q = next(self.query_embed(query))
+        vectors = list(self.embed(docs, batch_size=batch_size))
+        return maxsim.rank(q, vectors, len(docs) if k is None else k)

@@ -61,11 +61,29 @@ class ModelSpec:
     tokenizer_files: tuple[str, ...]
     rules: EncodingRules
     provenance: dict[str, str] = field(default_factory=dict)
+    #: Optional alternative ONNX files of the same model, by variant name, e.g.
+    #: ``{"int8": "model_int8.onnx", "fp16": "model_fp16.onnx"}`` (written by
+    #: ``tools/export_onnx.py --quantize int8 / --fp16``). Same inputs, outputs and rules as
+    #: ``model_file``; loaded with ``LateInteractionTextEmbedding(..., quantized=True)`` (``"int8"``)
+    #: or ``model_variant="NAME"``. Not part of :attr:`files` (not downloaded unless asked for).
+    variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def hf_repo(self) -> str | None:
         """The Hugging Face repository id, or ``None`` for a local-only model."""
         return self.sources.get("hf")
+
+    def variant_file(self, variant: str | None) -> str:
+        """The ONNX file of ``variant`` (``None`` or ``"float32"``: :attr:`model_file`)."""
+        if variant is None or variant == "float32":
+            return self.model_file
+        if variant not in self.variants:
+            known = ", ".join(["float32", *sorted(self.variants)])
+            raise RegistryError(
+                f"model {self.model!r} has no {variant!r} variant (known: {known}); export one with "
+                f"tools/export_onnx.py --quantize int8 (or --fp16)."
+            )
+        return self.variants[variant]
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -150,6 +168,12 @@ def parse_entry(entry: dict[str, Any], where: str = "models.json") -> ModelSpec:
     provenance = entry.get("provenance", {})
     if not isinstance(provenance, dict):
         raise RegistryError(f"{where}: 'provenance' must be an object")
+    variants = entry.get("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(k, str) and k for k in variants):
+        raise RegistryError(f"{where}: 'variants' must map variant names to ONNX file names")
+    for f in variants.values():
+        if not isinstance(f, str) or not f or f.startswith("/") or ".." in Path(f).parts:
+            raise RegistryError(f"{where}: variant file names must be relative paths inside the repo, got {f!r}")
     return ModelSpec(
         model=model,
         dim=dim,
@@ -162,6 +186,7 @@ def parse_entry(entry: dict[str, Any], where: str = "models.json") -> ModelSpec:
         tokenizer_files=tuple(tok_files),
         rules=parse_rules(_require(entry, "rules", dict, where), where),
         provenance=dict(provenance),
+        variants=dict(variants),
     )
 
 

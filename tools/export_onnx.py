@@ -2,7 +2,7 @@
 """Export a ColBERT checkpoint (colbert-ai or PyLate format) to the ONNX folder lightcol loads.
 
     pip install torch==2.13.0 && pip install -e ".[export]"
-    python tools/export_onnx.py CHECKPOINT_DIR OUT_DIR [--name NAME] [--no-verify]
+    python tools/export_onnx.py CHECKPOINT_DIR OUT_DIR [--name NAME] [--no-verify] [--quantize int8] [--fp16]
 
 The folder written holds ``model.onnx`` (inputs ``input_ids``/``attention_mask`` with dynamic batch
 and sequence axes; output the projected, unnormalised token vectors, as the hub's colbertv2.0
@@ -11,6 +11,14 @@ and sequence axes; output the projected, unnormalised token vectors, as the hub'
 
 With ``--verify`` (default) PyTorch and ONNX Runtime run on sample texts, encoded by lightcol's
 own rules, and the export fails if the largest absolute difference exceeds ``--tolerance`` (1e-4).
+
+``--quantize int8`` also writes ``model_int8.onnx``: ONNX Runtime dynamic quantisation (int8
+weights, per output channel; uint8 activations quantised per batch at run time; no reduce_range,
+which only helps CPUs without VNNI / AVX-512). ``--fp16`` writes ``model_fp16.onnx`` (float16
+weights and compute, float32 inputs/outputs) for GPUs. Both are recorded in ``lightcol_config.json``
+under ``variants`` (``{"int8": "model_int8.onnx"}``), loaded with
+``LateInteractionTextEmbedding(..., quantized=True)`` or ``model_variant="fp16"``; with ``--verify``
+each variant's vectors are compared with float32 by cosine similarity (``--min-cosine``).
 
 Supported inputs:
 * colbert-ai: ``config.json`` + weights (``model.safetensors`` or ``pytorch_model.bin``) with the
@@ -227,6 +235,48 @@ def verify(module: Any, onnx_path: Path, tokenizer_json: Path, spec: Any) -> flo
     return worst
 
 
+def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = False) -> None:
+    """Dynamic int8 quantisation of ``src`` into ``dst`` (MatMul/Gather weights int8, activations uint8)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint per model
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        op_types_to_quantize=["MatMul", "Attention"],
+        extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    """float16 weights and compute, float32 inputs and outputs (for GPU execution providers)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def variant_cosine(onnx_path: Path, variant_path: Path, tokenizer_json: Path, spec: Any) -> float:
+    """Smallest cosine similarity between float32 and variant token vectors over the sample batches."""
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    var = ort.InferenceSession(str(variant_path), providers=["CPUExecutionProvider"])
+    worst = 1.0
+    for ids, mask in _sample_batches(tokenizer_json, spec):
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        a, b = ref.run(None, feeds)[0], var.run(None, feeds)[0].astype(np.float32)
+        cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+        worst = min(worst, float(cos[mask.astype(bool)].min()))
+    return worst
+
+
 def export(
     checkpoint: Path,
     out: Path,
@@ -237,8 +287,19 @@ def export(
     do_verify: bool = True,
     tolerance: float = 1e-4,
     opset: int = 17,
+    quantize: str | None = None,
+    fp16: bool = False,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    min_cosine: float = 0.9,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` into ``out``; return the written ``lightcol_config.json`` as a dict."""
+    """Export ``checkpoint`` into ``out``; return the written ``lightcol_config.json`` as a dict.
+
+    ``quantize="int8"`` adds ``model_int8.onnx`` and ``fp16=True`` adds ``model_fp16.onnx``, both
+    recorded under ``variants`` in the config.
+    """
+    if quantize not in (None, "int8"):
+        raise ExportError(f"--quantize supports 'int8' only, got {quantize!r}")
     import warnings
 
     import torch
@@ -300,8 +361,28 @@ def export(
             entry["provenance"]["verify_max_abs_diff"] = f"{diff:.3g}"
             if not diff <= tolerance:
                 raise ExportError(f"ONNX output differs from PyTorch by {diff:.3g} > tolerance {tolerance}")
+        variant_files: dict[str, str] = {}
+        if quantize == "int8":
+            variant_files["int8"] = "model_int8.onnx"
+            quantize_int8(onnx_tmp, tmpdir / "model_int8.onnx", per_channel=per_channel, reduce_range=reduce_range)
+            entry["provenance"]["int8"] = (
+                f"onnxruntime.quantization.quantize_dynamic (QInt8 weights, per_channel={per_channel}, "
+                f"reduce_range={reduce_range})"
+            )
+        if fp16:
+            variant_files["fp16"] = "model_fp16.onnx"
+            convert_fp16(onnx_tmp, tmpdir / "model_fp16.onnx")
+        if variant_files:
+            entry["variants"] = variant_files
+            spec = parse_entry(entry, "export")
+        if do_verify:
+            for vname, vfile in variant_files.items():
+                cos = variant_cosine(onnx_tmp, tmpdir / vfile, tmpdir / "tokenizer.json", spec)
+                entry["provenance"][f"verify_{vname}_min_cosine"] = f"{cos:.4f}"
+                if not cos >= min_cosine:
+                    raise ExportError(f"{vname} variant: token-vector cosine vs float32 {cos:.4f} < {min_cosine}")
         (tmpdir / FOLDER_CONFIG).write_text(json.dumps(entry, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        for f in ["model.onnx", *tokenizer_files, FOLDER_CONFIG]:
+        for f in ["model.onnx", *variant_files.values(), *tokenizer_files, FOLDER_CONFIG]:
             shutil.move(str(tmpdir / f), str(out / f))
     return entry
 
@@ -316,17 +397,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True, help="compare with PyTorch (default on)")
     p.add_argument("--tolerance", type=float, default=1e-4)
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--quantize", choices=["int8"], help="also write a dynamically quantised model_int8.onnx")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="int8: one weight scale per output channel (default on: better quality, same speed)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
+                   help="int8: 7-bit weights, only for CPUs without VNNI (default off)")
+    p.add_argument("--fp16", action="store_true", help="also write a float16 model_fp16.onnx (for GPUs)")
+    p.add_argument("--min-cosine", type=float, default=0.9, help="variants: smallest cosine vs float32 accepted")
     args = p.parse_args(argv)
     try:
         entry = export(
             args.checkpoint, args.out, name=args.name, description=args.description, license=args.license,
-            do_verify=args.verify, tolerance=args.tolerance, opset=args.opset,
+            do_verify=args.verify, tolerance=args.tolerance, opset=args.opset, quantize=args.quantize,
+            fp16=args.fp16, per_channel=args.per_channel, reduce_range=args.reduce_range, min_cosine=args.min_cosine,
         )
     except ExportError as e:
         print(f"export_onnx: error: {e}", file=sys.stderr)
         return 1
     diff = entry["provenance"].get("verify_max_abs_diff", "not verified")
     print(f"wrote {args.out} (dim {entry['dim']}, max |torch - onnx| = {diff})")
+    for vname, vfile in entry.get("variants", {}).items():
+        cos = entry["provenance"].get(f"verify_{vname}_min_cosine", "not verified")
+        print(f"  variant {vname}: {vfile} (min cosine vs float32 = {cos})")
     return 0
 
 

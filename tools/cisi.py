@@ -1,0 +1,52 @@
+"""Read the CISI test collection (``../shared/data/cisi`` beside the checkout) for benchmarks and quality checks.
+
+    from cisi import load_cisi
+    docs, queries, qrels = load_cisi()   # {id: text}, {id: text}, {query id: {doc ids}}
+
+The collection is read where it lies; it is not part of the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cisi"
+
+
+def cisi_dir() -> Path:
+    """``$LIGHTCOL_CISI_DIR``, else ``../shared/data/cisi`` relative to the repository root."""
+    path = Path(os.environ.get("LIGHTCOL_CISI_DIR", DEFAULT_DIR))
+    if not (path / "CISI.ALL").is_file():
+        raise SystemExit(f"CISI not found in {path}: set LIGHTCOL_CISI_DIR to the folder holding CISI.ALL")
+    return path
+
+
+def _records(text: str, fields: str) -> dict[int, str]:
+    """``.I`` records; the text of the wanted ``fields`` (e.g. "TW") joined with a blank."""
+    out: dict[int, str] = {}
+    for block in re.split(r"^\.I\s+", text, flags=re.M)[1:]:
+        head, _, body = block.partition("\n")
+        parts = re.split(r"^\.([A-Z])\s*$", "\n" + body, flags=re.M)
+        wanted = [" ".join(parts[i + 1].split()) for i in range(1, len(parts) - 1, 2) if parts[i] in fields]
+        out[int(head.strip())] = " ".join(w for w in wanted if w)
+    return out
+
+
+def load_cisi(folder: Path | None = None) -> tuple[dict[int, str], dict[int, str], dict[int, set[int]]]:
+    """Documents (title + abstract), queries, and relevance judgments."""
+    folder = folder or cisi_dir()
+    docs = _records((folder / "CISI.ALL").read_text(encoding="utf-8", errors="replace"), "TW")
+    queries = _records((folder / "CISI.QRY").read_text(encoding="utf-8", errors="replace"), "TW")
+    qrels: dict[int, set[int]] = {}
+    for line in (folder / "CISI.REL").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            qrels.setdefault(int(parts[0]), set()).add(int(parts[1]))
+    return docs, queries, qrels
+
+
+if __name__ == "__main__":
+    d, q, r = load_cisi()
+    print(f"{len(d)} documents, {len(q)} queries, {len(r)} judged queries")
