@@ -162,3 +162,23 @@ def test_cuda_true_without_cuda_lists_what_is_available() -> None:
 def test_threads_must_be_positive() -> None:
     with pytest.raises(ValueError, match="threads"):
         LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, threads=0)
+
+
+def test_rerank_matches_a_plain_maxsim_loop(model) -> None:
+    query = "library catalog retrieval"
+    best = "library catalog retrieval system"
+    candidates = random_texts(25, seed=7) + [best, best]
+    q = next(model.query_embed(query))
+    reference = np.array([(q @ d.T).max(axis=1).sum() for d in model.embed(candidates)])
+    order = sorted(range(len(candidates)), key=lambda i: (-reference[i], i))
+    indices, scores = model.rerank(query, candidates)
+    assert list(indices) == order and len(indices) == len(candidates)
+    np.testing.assert_allclose(scores, reference[order], rtol=1e-5)
+    top, _ = model.rerank(query, candidates, k=3)
+    assert list(top) == order[:3]
+    pos = list(indices)
+    assert scores[pos.index(25)] == scores[pos.index(26)] and pos.index(25) == pos.index(26) - 1  # tie: lower index first
+    empty_i, empty_s = model.rerank(query, [])
+    assert empty_i.shape == (0,) and empty_s.shape == (0,)
+    with pytest.raises(TypeError):
+        model.rerank(query, "not a list")
