@@ -6,6 +6,7 @@ from lightcol.embedding import LateInteractionTextEmbedding
 from lightcol.errors import (
     DownloadError,
     IntegrityError,
+    InvalidTextError,
     LightcolError,
     ModelLoadError,
     OfflineModelMissingError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DownloadError",
     "IntegrityError",
+    "InvalidTextError",
     "LateInteractionTextEmbedding",
     "LightcolError",
     "ModelLoadError",

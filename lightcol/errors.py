@@ -20,6 +20,19 @@ class UnknownModelError(LightcolError, ValueError):
     """The model name is not in the registry and no local folder with rules was given."""
 
 
+class InvalidTextError(LightcolError, UnicodeError):
+    """A text cannot be encoded as UTF-8 (it holds a lone surrogate such as ``"\\ud800"``).
+
+    A ``ValueError`` (via ``UnicodeError``). ``position`` is the item's index in the input iterable,
+    ``offset`` the index of the first bad character in the text.
+    """
+
+    def __init__(self, message: str, position: int = 0, offset: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+        self.offset = offset
+
+
 class ModelLoadError(LightcolError, RuntimeError):
     """A model file (ONNX, tokenizer, config) is missing, truncated, garbage or inconsistent."""
 

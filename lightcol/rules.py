@@ -13,15 +13,16 @@ Pure functions over a ``tokenizers.Tokenizer`` and :class:`~lightcol.registry.En
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, normalizers
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
-from lightcol.errors import ModelLoadError
+from lightcol.errors import InvalidTextError, ModelLoadError
 from lightcol.registry import EncodingRules
 
 
@@ -106,9 +107,107 @@ def truncating(tokenizer: Tokenizer, length: int) -> Tokenizer:
     return copy
 
 
+#: Characters of prefix tried per token of the truncation limit before cutting a long text (see :func:`_clip`).
+_CLIP_CHARS_PER_TOKEN = 16
+#: CJK ideographs, which BERT's normalizer (``handle_chinese_chars``) turns into words of their own.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+
+def _cut_points(tokenizer: Tokenizer) -> re.Pattern[str] | None:
+    """Positions ``j`` where ``text[:j]`` tokenizes to exactly the leading tokens of ``text``, or ``None`` if unknown.
+
+    BERT (whitespace + punctuation pre-tokenizer, char-local normalizer): before a space, an ASCII
+    punctuation mark or (with ``handle_chinese_chars``) a CJK ideograph -- nothing after such a
+    character changes the words before it. Other whitespace-splitting pre-tokenizers: before a space
+    that follows a non-space.
+    """
+    pre = tokenizer.pre_tokenizer
+    if isinstance(pre, pre_tokenizers.BertPreTokenizer):
+        chars = " " + re.escape(string.punctuation)
+        norm = tokenizer.normalizer
+        if isinstance(norm, normalizers.BertNormalizer) and norm.handle_chinese_chars:
+            chars += _CJK
+        return re.compile(f"[{chars}]")
+    if isinstance(pre, (pre_tokenizers.Metaspace, pre_tokenizers.WhitespaceSplit, pre_tokenizers.Whitespace)):
+        return re.compile("(?<! ) ")
+    return None
+
+
+def _safe_cut(text: str, start: int, cut: re.Pattern[str], added: Sequence[str]) -> int | None:
+    """The first cut point at or after ``start`` that is not inside or next to an added token (``[MASK]``...).
+
+    Added tokens are matched in the raw text before pre-tokenization, so cutting ``"[MASK]"`` after
+    ``"[MASK"`` would change its ids. ``None`` when there is none within 1,000 candidates.
+    """
+    for n, m in enumerate(cut.finditer(text, start)):
+        if n == 1000:
+            return None
+        j = m.start()
+        if not any(a in text[max(0, j - len(a)) : j + len(a)].casefold() for a in added):
+            return j
+    return None
+
+
+def _clip(tokenizer: Tokenizer, text: str, max_length: int, cut: re.Pattern[str]) -> str:
+    """A prefix of ``text`` that tokenizes (with truncation) to the same ids as ``text``, or ``text`` itself.
+
+    Tokenizing a 10 MB text costs seconds and gigabytes even though only ``max_length`` ids are kept:
+    cut it at a safe boundary (:func:`_cut_points`, :func:`_safe_cut`) once the prefix alone fills the
+    limit. As a guard, the cut is only taken when a prefix twice as long gives the same ids. A text
+    with no safe boundary (one 10 MB word) is tokenized whole.
+    """
+    added = [t.content.casefold() for t in tokenizer.get_added_tokens_decoder().values() if t.content]
+    k = max(1024, _CLIP_CHARS_PER_TOKEN * max_length)
+    while 4 * k <= len(text):
+        j = _safe_cut(text, k, cut, added)
+        if j is None:
+            return text
+        ids = tokenizer.encode(text[:j], add_special_tokens=True).ids
+        if len(ids) >= max_length:
+            j2 = _safe_cut(text, 2 * j, cut, added)
+            if j2 is None:
+                return text
+            if tokenizer.encode(text[:j2], add_special_tokens=True).ids == ids:
+                return text[:j]
+        k *= 4
+    return text
+
+
 def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`)."""
-    return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`).
+
+    Very long texts are cut (exactly, see :func:`_clip`) before tokenizing, so time and memory stay
+    bounded. A text holding a lone surrogate raises :class:`InvalidTextError`.
+    """
+    texts = list(texts)
+    limit = (tokenizer.truncation or {}).get("max_length")
+    try:
+        if limit and any(len(t) >= 4 * max(1024, _CLIP_CHARS_PER_TOKEN * limit) for t in texts):
+            cut = _cut_points(tokenizer)
+            if cut is not None:
+                for i, t in enumerate(texts):
+                    if len(t) >= 4 * max(1024, _CLIP_CHARS_PER_TOKEN * limit):
+                        _check_text(i, t)  # before cutting: a bad character past the cut is still an error
+                        texts[i] = _clip(tokenizer, t, limit, cut)
+        return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
+    except TypeError:
+        for i, t in enumerate(texts):
+            _check_text(i, t)
+        raise
+
+
+def _check_text(i: int, t: object) -> None:
+    if not isinstance(t, str):
+        raise TypeError(f"item {i} is {type(t).__name__}, not str; every text must be a str")
+    try:
+        t.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidTextError(
+            f"item {i} holds the lone surrogate {t[e.start]!r} at offset {e.start}: it cannot be UTF-8 "
+            "encoded. Clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8').",
+            i,
+            e.start,
+        ) from None
 
 
 def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:

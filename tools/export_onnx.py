@@ -309,7 +309,7 @@ def export(
     # the tracer warns about shape-dependent Python branches in transformers' mask code; --verify
     # checks the traced graph on other batch sizes and sequence lengths instead
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+    warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
     warnings.filterwarnings("ignore", message="Exporting aten::index")
     checkpoint, out = Path(checkpoint), Path(out)
     encoder, tok, heads, rules, fmt = load_checkpoint(checkpoint)

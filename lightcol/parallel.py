@@ -1,0 +1,160 @@
+"""Data-parallel document embedding in worker processes: ``embed(documents, parallel=N)``.
+
+Each worker process opens its own ONNX Runtime session on the same model folder (``spawn`` start
+method: no state is inherited from the caller, so it is safe whatever threads the caller runs;
+scripts that start workers need the usual ``if __name__ == "__main__":`` guard). The caller reads
+the input lazily in chunks of texts, keeps at most two chunks per worker in flight, and yields the
+vectors in input order: memory stays bounded however long the stream.
+
+A worker that dies (killed, out of memory, a crash in native code) or raises makes the caller's
+generator raise :class:`WorkerError` within a fraction of a second, instead of hanging; every
+worker is stopped when the generator finishes, fails or is closed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from lightcol.errors import LightcolError
+
+#: Texts per chunk sent to a worker (sorted by length and batched there): small enough to spread
+#: a few hundred texts over the workers, large enough for length-sorting to remove most padding.
+CHUNK_TEXTS = 64
+#: How often (seconds) the caller checks that its workers are alive while it waits for results.
+_POLL_S = 0.05
+
+
+class WorkerError(LightcolError, RuntimeError):
+    """A worker process of ``embed(..., parallel=N)`` died or failed."""
+
+
+def worker_count(parallel: int) -> int:
+    """Workers for ``parallel``: ``0`` means one per CPU core."""
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 0:
+        raise ValueError(f"parallel must be None or an int >= 0 (0: one worker per core), got {parallel!r}")
+    return parallel or (os.cpu_count() or 1)
+
+
+def _worker(init: dict[str, Any], inbox: Any, outbox: Any) -> None:
+    try:
+        from lightcol.embedding import LateInteractionTextEmbedding
+
+        model = LateInteractionTextEmbedding(**init)
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        outbox.put((-1, "error", f"worker could not load the model: {type(e).__name__}: {e}"))
+        return
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        chunk_id, texts, batch_size, dtype = item
+        try:
+            vectors = model._embed_documents(texts, batch_size, dtype)
+            lengths = np.array([len(v) for v in vectors], dtype=np.int64)
+            flat = np.concatenate(vectors) if vectors else np.empty((0, model.dim), dtype=dtype)
+            outbox.put((chunk_id, "ok", (flat, lengths)))
+        except BaseException:  # noqa: BLE001 - reported to the caller
+            outbox.put((chunk_id, "error", traceback.format_exc()))
+
+
+def _check_alive(procs: list[Any]) -> None:
+    dead = [p for p in procs if p.exitcode is not None]
+    if dead:
+        codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
+        raise WorkerError(
+            f"{len(dead)} of {len(procs)} embedding worker process(es) died ({codes}); a negative code is "
+            "the signal that killed it (-9: killed, often out of memory). Use fewer workers "
+            "(parallel=N) or a smaller batch_size, or parallel=None to embed in-process."
+        )
+
+
+def _receive(outbox: Any, procs: list[Any]) -> tuple[int, str, Any]:
+    # Workers only exit when told to, so any exit during the run is a failure, even one that
+    # lost no chunk: checked before every result, not only while the results stall.
+    while True:
+        _check_alive(procs)
+        try:
+            return outbox.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+
+
+def _shutdown(procs: list[Any], inbox: Any, outbox: Any) -> None:
+    for p in procs:
+        if p.exitcode is None:
+            try:
+                inbox.put(None)
+            except (OSError, ValueError):
+                pass
+    for p in procs:
+        p.join(timeout=1.0)
+    for p in procs:
+        if p.exitcode is None:
+            p.terminate()
+            p.join(timeout=1.0)
+        if p.exitcode is None:
+            p.kill()
+            p.join(timeout=1.0)
+    for q in (inbox, outbox):
+        q.cancel_join_thread()
+        q.close()
+
+
+def embed_documents(
+    init: dict[str, Any],
+    windows: Iterator[tuple[list[str], BaseException | None]],
+    workers: int,
+    batch_size: int,
+    dtype: type,
+) -> Iterator[np.ndarray]:
+    """Vectors of every text of ``windows`` (see ``embedding._windows``), in order, from ``workers`` processes.
+
+    ``init`` holds the keyword arguments that open the model in a worker.
+    """
+    ctx = mp.get_context("spawn")
+    inbox, outbox = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(init, inbox, outbox), daemon=True, name=f"lightcol-worker-{i}")
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        sent = done = 0
+        pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        source_error: BaseException | None = None
+        exhausted = False
+        while True:
+            while not exhausted and sent - done < 2 * workers:
+                try:
+                    chunk, error = next(windows)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if chunk:
+                    inbox.put((sent, chunk, batch_size, dtype))
+                    sent += 1
+                if error is not None:
+                    source_error, exhausted = error, True
+            if done == sent:
+                break
+            chunk_id, status, payload = _receive(outbox, procs)
+            if status != "ok":
+                raise WorkerError(f"an embedding worker process failed:\n{payload}")
+            pending[chunk_id] = payload
+            while done in pending:
+                flat, lengths = pending.pop(done)
+                done += 1
+                start = 0
+                for n in lengths.tolist():
+                    yield flat[start : start + n]
+                    start += n
+        if source_error is not None:
+            raise source_error
+    finally:
+        _shutdown(procs, inbox, outbox)
