@@ -211,7 +211,7 @@ class MultiVectorCollection:
         if self._n_docs == 0:
             return []
         idx, scores = maxsim.rank(query, self.packed, k, block_tokens=block_tokens)
-        return [(self._ids[i], float(s)) for i, s in zip(idx.tolist(), scores.tolist())]
+        return [(self._ids[i], float(s)) for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
 
     def search_many(
         self, queries: Iterable[npt.ArrayLike], k: int = 10, *, block_tokens: int | None = None
@@ -222,8 +222,8 @@ class MultiVectorCollection:
         idx, scores = maxsim.rank_many(queries, self.packed, k, block_tokens=block_tokens)
         ids = self._ids
         return [
-            [(ids[i], float(s)) for i, s in zip(row_i, row_s)]
-            for row_i, row_s in zip(idx.tolist(), scores.tolist())
+            [(ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True)]
+            for row_i, row_s in zip(idx.tolist(), scores.tolist(), strict=True)
         ]
 
     def score(self, query: npt.ArrayLike, *, block_tokens: int | None = None) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +34,11 @@ def _out_dtype(dtype: Any) -> type:
         return _DTYPES[np.dtype(dtype).name]
     except (TypeError, KeyError):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}") from None
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _window_size(batch_size: int) -> int:
@@ -291,15 +295,13 @@ class LateInteractionTextEmbedding:
     def _run(self, batch: _rules.Batch) -> np.ndarray:
         session = self.model
         feeds: dict[str, np.ndarray] = {}
-        for name, dtype in self._input_types.items():
+        for name, dtype in self._input_types.items():  # names checked at load
             if name == "input_ids":
                 feeds[name] = batch.input_ids.astype(dtype, copy=False)
             elif name == "attention_mask":
                 feeds[name] = batch.attention_mask.astype(dtype, copy=False)
-            elif name == "token_type_ids":
+            else:  # token_type_ids
                 feeds[name] = np.zeros_like(batch.input_ids, dtype=dtype)
-            else:
-                raise ModelLoadError(f"ONNX model has an unexpected input {name!r}; export it with tools/export_onnx.py.")
         out = session.run([self._output_name], feeds)[0]
         if out.ndim != 3 or out.shape[:2] != batch.input_ids.shape or out.shape[2] != self.spec.dim:
             raise ModelLoadError(
@@ -327,18 +329,13 @@ class LateInteractionTextEmbedding:
         result: list[np.ndarray] = []
         for start in range(0, len(ids), rows):
             vectors = self._run(_rules.build_queries(ids[start : start + rows], self.spec.rules))
-            if dtype is not np.float32 or len(vectors) > 1:
-                # one array per query, not views that keep the whole batch's buffer alive
-                result.extend(vectors.astype(dtype))
-            else:
-                result.append(vectors[0])
+            result.extend(vectors.astype(dtype, copy=False))
         return result
 
     def _stream(
         self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32"
     ) -> Iterator[np.ndarray]:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch_size(batch_size)
         out_dtype = _out_dtype(dtype)
         encode = self._embed_documents if is_doc else self._embed_queries
         for chunk, error in _windows(_texts(items), _window_size(batch_size)):
@@ -389,8 +386,7 @@ class LateInteractionTextEmbedding:
     ) -> Iterator[np.ndarray]:
         from lightcol import parallel as _parallel
 
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch_size(batch_size)
         workers = _parallel.worker_count(parallel)
         out_dtype = _out_dtype(dtype)
         state = self._worker_state
@@ -428,18 +424,19 @@ class LateInteractionTextEmbedding:
         With ``is_doc=False`` and ``include_extension=True``, queries count their mask-token
         expansion too (every query then counts ``query_length``).
         """
-        if not is_doc and include_extension:
-            return sum(len(chunk) for chunk, _ in _windows(_texts(texts), batch_size)) * self.spec.rules.query_length
         tokenizer = self._doc_tokenizer if is_doc else self._query_tokenizer
         total = 0
         for chunk, error in _windows(_texts(texts), batch_size):
-            total += sum(len(s) + 1 for s in _rules.tokenize(tokenizer, chunk))
+            if not is_doc and include_extension:
+                total += len(chunk) * self.spec.rules.query_length
+            else:
+                total += sum(len(s) + 1 for s in _rules.tokenize(tokenizer, chunk))  # + marker
             if error is not None:
                 raise error
         return total
 
     def rerank(
-        self, query: str, documents: Sequence[str], k: int | None = None, batch_size: int = 32
+        self, query: str, documents: Sequence[str], k: int | None = None, batch_size: int = 256
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rerank first-stage candidates by MaxSim: ``(indices into documents, scores)``, best first.
 

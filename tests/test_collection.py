@@ -124,7 +124,7 @@ def test_search_matches_maxsim(docs, query):
     queries = [query, query[:3], query[5:]]
     many = c.search_many(queries, k=4)
     assert len(many) == 3
-    for m, q in zip(many, queries):
+    for m, q in zip(many, queries, strict=True):
         single = c.search(q, k=4)
         assert [h[0] for h in m] == [h[0] for h in single]
         np.testing.assert_allclose([h[1] for h in m], [h[1] for h in single], rtol=1e-6)

@@ -22,7 +22,7 @@ def test_document_shapes_norms_and_dtype(model) -> None:
     out = list(model.embed(DOCS, batch_size=4))
     assert len(out) == len(DOCS)
     ids = [model._doc_tokenizer.encode(t).ids for t in DOCS]
-    for v, i in zip(out, ids):
+    for v, i in zip(out, ids, strict=True):
         kept = 1 + sum(1 for t in i if t not in set(model._skip.tolist()))  # + marker
         assert v.dtype == np.float32 and v.shape == (kept, 16)
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
@@ -43,12 +43,12 @@ def test_batch_size_and_order_do_not_change_vectors(model) -> None:
     a = list(model.embed(DOCS, batch_size=1))
     b = list(model.embed(DOCS, batch_size=7))
     c = list(model.embed(reversed(DOCS), batch_size=64))[::-1]
-    for x, y, z in zip(a, b, c):
+    for x, y, z in zip(a, b, c, strict=True):
         np.testing.assert_allclose(x, y, atol=2e-6)
         np.testing.assert_allclose(x, z, atol=2e-6)
     q1 = list(model.query_embed(DOCS, batch_size=1))
     q2 = list(model.query_embed(DOCS, batch_size=9))
-    for x, y in zip(q1, q2):
+    for x, y in zip(q1, q2, strict=True):
         np.testing.assert_allclose(x, y, atol=2e-6)
 
 
@@ -182,3 +182,13 @@ def test_rerank_matches_a_plain_maxsim_loop(model) -> None:
     assert empty_i.shape == (0,) and empty_s.shape == (0,)
     with pytest.raises(TypeError):
         model.rerank(query, "not a list")
+
+
+def test_token_count_propagates_source_errors(model) -> None:
+    def source():
+        yield "one"
+        raise RuntimeError("source broke")
+
+    for kwargs in ({}, {"is_doc": False}, {"is_doc": False, "include_extension": True}):
+        with pytest.raises(RuntimeError, match="source broke"):
+            model.token_count(source(), **kwargs)

@@ -39,7 +39,7 @@ def test_colbert_ai_export_reproduces_the_committed_fixture(tmp_path: Path) -> N
     texts = random_texts(10, seed=5)
     new = LateInteractionTextEmbedding(specific_model_path=tmp_path / "out")
     old = LateInteractionTextEmbedding(specific_model_path=ONNX_DIR)
-    for a, b in zip(new.embed(texts), old.embed(texts)):
+    for a, b in zip(new.embed(texts), old.embed(texts), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 

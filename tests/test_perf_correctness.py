@@ -27,7 +27,7 @@ def _reference(model, texts):
 
 def _same(a, b, atol=2e-6):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.shape == y.shape
         np.testing.assert_allclose(x, y, atol=atol)
 
@@ -160,7 +160,7 @@ def test_int8_variant_close_to_float32(tmp_path) -> None:
     q8 = LateInteractionTextEmbedding(specific_model_path=out, cuda=False, quantized=True)
     assert q8.model_variant == "int8" and f32.model_variant is None
     texts = random_texts(20, seed=25)
-    for a, b in zip(f32.embed(texts), q8.embed(texts)):
+    for a, b in zip(f32.embed(texts), q8.embed(texts), strict=True):
         assert a.shape == b.shape
         cos = (a * b).sum(-1)  # rows are unit vectors
         assert cos.mean() > 0.9, cos.mean()

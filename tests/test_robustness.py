@@ -72,7 +72,7 @@ def test_vectors_before_a_bad_item_are_yielded_then_type_error(model) -> None:
     got = [next(gen) for _ in range(5)]
     with pytest.raises(TypeError, match="item 5"):
         next(gen)
-    for a, b in zip(got, model.embed(texts)):
+    for a, b in zip(got, model.embed(texts), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -87,7 +87,7 @@ def test_numpy_and_str_subclass_items_are_texts(model) -> None:
 
     ref = list(model.embed(["hello world", "b"]))
     for items in (np.array(["hello world", "b"]), [Tagged("hello world"), Tagged("b")]):
-        for a, b in zip(model.embed(items), ref):
+        for a, b in zip(model.embed(items), ref, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -119,7 +119,7 @@ def test_odd_texts_are_embedded(model) -> None:
     docs = list(model.embed(texts, batch_size=3))
     queries = list(model.query_embed(texts, batch_size=3))
     assert [d.shape[0] for d in docs] == [3] * len(EMPTY_LIKE) + list(ODD_TEXTS.values())
-    for d, q in zip(docs, queries):
+    for d, q in zip(docs, queries, strict=True):
         _ok_doc(d)
         _ok_query(q)
     for i, text in enumerate(EMPTY_LIKE):
@@ -144,7 +144,7 @@ def test_lone_surrogates_raise_invalid_text_error(model, text, offset) -> None:
         assert isinstance(info.value, ValueError) and isinstance(info.value, UnicodeError)
         assert isinstance(info.value, LightcolError)
         assert (info.value.position, info.value.offset) == (3, offset)
-        for a, b in zip(got, getattr(model, call)(good)):
+        for a, b in zip(got, getattr(model, call)(good), strict=True):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(InvalidTextError, match="item 0"):
         list(model.embed(text))  # a bare str is item 0
@@ -212,7 +212,7 @@ def test_huge_text_in_a_batch_keeps_order(model) -> None:
     mixed = [*texts[:5], big, *texts[5:]]
     got = list(model.embed(mixed, batch_size=4))
     ref = list(model.embed(texts, batch_size=4))
-    for a, b in zip(got[:5] + got[6:], ref):
+    for a, b in zip(got[:5] + got[6:], ref, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(got[5], next(model.embed(big[:2000])))
 
@@ -239,7 +239,7 @@ def test_source_error_propagates_after_vectors_already_read(model, call, at) -> 
             got.append(v)
     ref = list(getattr(model, call)(texts[:at], batch_size=2))
     assert len(got) == at
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -404,7 +404,7 @@ def test_onnx_with_dynamic_dim_is_probed_at_load(tmp_path, model) -> None:
     m = _load(folder)
     assert not isinstance(m.model.get_outputs()[0].shape[2], int)  # really symbolic
     texts = random_texts(4, seed=2)
-    for a, b in zip(m.embed(texts), model.embed(texts)):
+    for a, b in zip(m.embed(texts), model.embed(texts), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     _edit_config(folder, dim=32)
     with pytest.raises(ModelLoadError, match=r"model.onnx outputs shape .*dim 16.*has dim 32"):
@@ -447,7 +447,7 @@ def test_one_model_shared_by_threads_matches_sequential(model) -> None:
     assert not errors and len(results) == len(jobs)
     for j, exp in enumerate(expected):
         assert len(results[j]) == len(exp)
-        for a, b in zip(results[j], exp):
+        for a, b in zip(results[j], exp, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-6)
 
 

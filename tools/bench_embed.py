@@ -196,7 +196,6 @@ def gemm_gflops() -> float:
 def ort_gemm_gflops() -> float:
     """float32 MatMul rate of ONNX Runtime (MLAS) on the benchmark's FFN shape, default threads."""
     import numpy as np
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -270,7 +269,7 @@ def quality(batch_size: int = 256) -> None:
             ndcg.append(dcg / ideal)
         print(f"{variant:<8} nDCG@10 {np.mean(ndcg):.4f} over {len(ndcg)} judged queries "
               f"({len(docs)} documents embedded + {len(queries)} queries in {seconds:.1f} s)")
-    overlap = [len(set(a) & set(b)) / 10 for a, b in zip(tops["float32"], tops["int8"])]
+    overlap = [len(set(a) & set(b)) / 10 for a, b in zip(tops["float32"], tops["int8"], strict=True)]
     print(f"overlap@10 int8 vs float32: mean {np.mean(overlap):.3f}, min {min(overlap):.1f} over {len(overlap)} queries")
 
 

@@ -112,7 +112,7 @@ class Checker:
         for tok, length in ((self.doc, rules.document_length), (self.query, rules.query_length)):
             ids = self.r.tokenize(tok, texts)
             assert len(ids) == len(texts)
-            for t, seq in zip(texts, ids):
+            for t, seq in zip(texts, ids, strict=True):
                 assert 2 <= len(seq) <= length - 1, (len(seq), length)
                 assert seq[0] == self.cls and seq[-1] == self.sep, seq
                 if len(t) >= 4096:
