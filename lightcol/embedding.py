@@ -12,7 +12,7 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol.errors import InvalidTextError, ModelLoadError
+from lightcol.errors import ModelLoadError
 from lightcol.registry import ModelSpec, get_spec, list_supported_models, read_folder_config
 
 DEFAULT_MODEL = "colbert-ir/colbertv2.0"
@@ -57,34 +57,16 @@ def _token_batches(lengths: np.ndarray, order: np.ndarray, batch_size: int, budg
         start = end
 
 
-def _check_encodable(text: str, i: int) -> None:
-    """Raise :class:`InvalidTextError` if ``text`` holds a lone surrogate (not UTF-8 encodable)."""
-    if text.isascii():  # O(1) in CPython
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InvalidTextError(
-            f"item {i} holds the lone surrogate {text[e.start]!r} at offset {e.start}: it is not valid Unicode and "
-            "cannot be UTF-8 encoded (typically bytes decoded with errors='surrogateescape'). Clean it first, e.g. "
-            "text.encode('utf-8', 'replace').decode('utf-8').",
-            i,
-            e.start,
-        ) from None
-
-
 def _texts(items: str | Iterable[str]) -> Iterator[str]:
     """Yield texts lazily, rejecting non-strings (``TypeError``) and lone surrogates (:class:`InvalidTextError`), naming the position."""
     if isinstance(items, str):
-        _check_encodable(items, 0)
+        _rules.check_text(0, items)
         yield items
         return
     if isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable):
         raise TypeError(f"expected a str or an iterable of str, got {type(items).__name__}")
     for i, text in enumerate(items):
-        if not isinstance(text, str):
-            raise TypeError(f"item {i} is {type(text).__name__}, not str; every text must be a str")
-        _check_encodable(text, i)
+        _rules.check_text(i, text)
         yield text
 
 

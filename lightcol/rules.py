@@ -187,34 +187,41 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
             if cut is not None:
                 for i, t in enumerate(texts):
                     if len(t) >= 4 * max(1024, _CLIP_CHARS_PER_TOKEN * limit):
-                        _check_text(i, t)  # before cutting: a bad character past the cut is still an error
+                        check_text(i, t)  # before cutting: a bad character past the cut is still an error
                         texts[i] = _clip(tokenizer, t, limit, cut)
         return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
     except TypeError:
         for i, t in enumerate(texts):
-            _check_text(i, t)
+            check_text(i, t)
         raise
 
 
-def _check_text(i: int, t: object) -> None:
+def check_text(i: int, t: object) -> None:
+    """Raise ``TypeError`` unless ``t`` is a ``str``, :class:`InvalidTextError` if it holds a lone surrogate.
+
+    ``i`` is the item's position in the caller's input, named in the message.
+    """
     if not isinstance(t, str):
         raise TypeError(f"item {i} is {type(t).__name__}, not str; every text must be a str")
+    if t.isascii():  # O(1) in CPython
+        return
     try:
         t.encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidTextError(
-            f"item {i} holds the lone surrogate {t[e.start]!r} at offset {e.start}: it cannot be UTF-8 "
-            "encoded. Clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8').",
+            f"item {i} holds the lone surrogate {t[e.start]!r} at offset {e.start}: it is not valid Unicode and "
+            "cannot be UTF-8 encoded (typically bytes decoded with errors='surrogateescape'). Clean it first, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8').",
             i,
             e.start,
         ) from None
 
 
-def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:
-    """Query batch from :func:`tokenize` output: marker at 1, padded with the mask token to ``query_length``."""
-    n, length = len(ids), rules.query_length
-    input_ids = np.full((n, length), rules.pad_token.id, dtype=np.int64)
-    attention = np.zeros((n, length), dtype=np.int64)
+def _with_marker(ids: Sequence[Sequence[int]], width: int, pad: int, marker: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)`` of shape ``(len(ids), width)``: each ``[CLS] text [SEP]`` with
+    ``marker`` inserted at position 1, right-padded with ``pad`` (attention 0)."""
+    input_ids = np.full((len(ids), width), pad, dtype=np.int64)
+    attention = np.zeros((len(ids), width), dtype=np.int64)
     for i, seq in enumerate(ids):
         m = len(seq)
         if m == 0:
@@ -222,7 +229,14 @@ def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:
         input_ids[i, 0] = seq[0]
         input_ids[i, 2 : m + 1] = seq[1:]
         attention[i, : m + 1] = 1
-    input_ids[:, 1] = rules.query_marker.id
+    input_ids[:, 1] = marker
+    return input_ids, attention
+
+
+def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:
+    """Query batch from :func:`tokenize` output: marker at 1, padded with the mask token to ``query_length``."""
+    n, length = len(ids), rules.query_length
+    input_ids, attention = _with_marker(ids, length, rules.pad_token.id, rules.query_marker.id)
     input_ids[input_ids == rules.pad_token.id] = rules.mask_token.id
     if rules.attend_to_expansion_tokens:
         attention[input_ids == rules.mask_token.id] = 1
@@ -231,17 +245,7 @@ def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:
 
 def build_documents(ids: Sequence[Sequence[int]], rules: EncodingRules, skip: np.ndarray) -> Batch:
     """Document batch from :func:`tokenize` output: marker at 1, padded to the longest; ``keep`` drops pads and skiplist ids."""
-    n = len(ids)
     width = max((len(s) for s in ids), default=1) + 1
-    input_ids = np.full((n, width), rules.pad_token.id, dtype=np.int64)
-    attention = np.zeros((n, width), dtype=np.int64)
-    for i, seq in enumerate(ids):
-        m = len(seq)
-        if m == 0:
-            raise ModelLoadError("The tokenizer produced no tokens (no [CLS]/[SEP] post-processor); re-export the model.")
-        input_ids[i, 0] = seq[0]
-        input_ids[i, 2 : m + 1] = seq[1:]
-        attention[i, : m + 1] = 1
-    input_ids[:, 1] = rules.document_marker.id
+    input_ids, attention = _with_marker(ids, width, rules.pad_token.id, rules.document_marker.id)
     keep = ~np.isin(input_ids, skip)
     return Batch(input_ids, attention, keep)
