@@ -12,7 +12,6 @@ Pure functions over a ``tokenizers.Tokenizer`` and :class:`~lightcol.registry.En
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Sequence
@@ -36,16 +35,9 @@ class Batch:
 
 
 def _normalizer_lowercases(tokenizer: Tokenizer) -> bool:
-    def walk(node: object) -> bool:
-        if isinstance(node, dict):
-            if node.get("type") == "Lowercase" or node.get("lowercase") is True:
-                return True
-            return any(walk(v) for v in node.values())
-        if isinstance(node, list):
-            return any(walk(v) for v in node)
-        return False
-
-    return walk(json.loads(tokenizer.to_str()).get("normalizer"))
+    """Whether the tokenizer's normalizer lower-cases text (checked by behaviour, whatever its configuration)."""
+    norm = tokenizer.normalizer
+    return norm is not None and norm.normalize_str("ABC") == "abc"
 
 
 def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
