@@ -16,6 +16,7 @@ from lightcol.errors import (
     RepoNotFoundError,
     ShapeError,
     UnknownModelError,
+    WorkerError,
 )
 from lightcol.registry import list_supported_models
 
@@ -36,6 +37,7 @@ __all__ = [
     "RepoNotFoundError",
     "ShapeError",
     "UnknownModelError",
+    "WorkerError",
     "list_supported_models",
     "maxsim",
     "__version__",

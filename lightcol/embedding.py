@@ -349,7 +349,7 @@ class LateInteractionTextEmbedding:
             parallel: ``None``: embed in this process (ONNX Runtime uses the ``threads`` given).
                 ``N >= 1``: ``N`` worker processes, each with its own session (``0``: one per CPU
                 core), for large offline jobs; results still come in input order, and a worker
-                that dies raises :class:`lightcol.parallel.WorkerError`. Inputs of at most
+                that dies raises :class:`lightcol.WorkerError`. Inputs of at most
                 ``batch_size`` texts given as a list or tuple are embedded in-process.
             dtype: ``"float32"`` (default) or ``"float16"`` (half the memory; computed in float32).
         """

@@ -63,3 +63,7 @@ class RepoNotFoundError(DownloadError, FileNotFoundError):
 
 class IntegrityError(DownloadError):
     """A downloaded or cached file does not match the size or sha256 the hub reports."""
+
+
+class WorkerError(LightcolError, RuntimeError):
+    """A worker process of ``embed(..., parallel=N)`` died or failed."""

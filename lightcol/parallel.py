@@ -22,17 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from lightcol.errors import LightcolError
+from lightcol.errors import WorkerError
 
 #: Texts per chunk sent to a worker (sorted by length and batched there): small enough to spread
 #: a few hundred texts over the workers, large enough for length-sorting to remove most padding.
 CHUNK_TEXTS = 64
 #: How often (seconds) the caller checks that its workers are alive while it waits for results.
 _POLL_S = 0.05
-
-
-class WorkerError(LightcolError, RuntimeError):
-    """A worker process of ``embed(..., parallel=N)`` died or failed."""
 
 
 def worker_count(parallel: int) -> int:

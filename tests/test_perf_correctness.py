@@ -15,7 +15,7 @@ import pytest
 from conftest import CKPT_DIR, EDGE_TEXTS, ONNX_DIR, random_texts
 from lightcol import LateInteractionTextEmbedding
 from lightcol.errors import RegistryError
-from lightcol.parallel import WorkerError
+from lightcol import WorkerError
 
 DOCS = EDGE_TEXTS + random_texts(60, seed=21)
 
