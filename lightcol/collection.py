@@ -188,11 +188,12 @@ class MultiVectorCollection:
 
     def _reserve(self, n_docs: int, n_tokens: int) -> None:
         """Make room for ``n_docs`` documents and ``n_tokens`` vectors (capacity doubling)."""
-        v = self._vectors
-        if n_tokens > v.shape[0] or v.shape[1] != self._dim or not v.flags.writeable:
+        v, dim = self._vectors, self._dim
+        assert dim is not None  # fixed by the first add
+        if n_tokens > v.shape[0] or v.shape[1] != dim or not v.flags.writeable:
             cap = max(n_tokens, 2 * v.shape[0], 1024)
-            new = np.empty((cap, self._dim), dtype=self._dtype)
-            if v.shape[1] == self._dim:
+            new = np.empty((cap, dim), dtype=self._dtype)
+            if v.shape[1] == dim:
                 new[: self._n_tokens] = v[: self._n_tokens]
             self._vectors = new
         o = self._offsets

@@ -507,6 +507,7 @@ def _fetch(
                 except IntegrityError:
                     if attempt == 2:
                         raise
+            assert commit is not None  # set by the first download of the loop
             _write_manifest(storage, repo, commit, manifest)
         _clean_stale_incomplete(storage)
         assert commit is not None
