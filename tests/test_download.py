@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -378,3 +379,29 @@ def test_end_to_end_embedding_from_fake_hub(cache: Path, monkeypatch: pytest.Mon
     doc = next(iter(model.embed(["hello world"])))
     assert doc.shape[1] == spec.dim
     assert (next(iter(model2.embed(["hello world"]))) == doc).all()
+
+
+@pytest.mark.skipif(not (FIXTURE / FOLDER_CONFIG).is_file(), reason="tests/fixtures/tiny-colbert-onnx not built")
+def test_corrupt_cached_onnx_is_repaired_at_load(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same-size garbage in the cached model.onnx: the failed load hash-checks and re-fetches it (offline: reported)."""
+    from lightcol import registry
+    from lightcol.embedding import LateInteractionTextEmbedding
+
+    data = json.loads((FIXTURE / FOLDER_CONFIG).read_text())
+    data["sources"] = {"hf": "lightcol-test/tiny-colbert"}
+    spec = parse_entry(data)
+    monkeypatch.setattr(registry, "_registry", lambda: {spec.model.lower(): spec})
+    with FakeHub() as h:
+        h.add_repo("lightcol-test/tiny-colbert", FIXTURE)
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        model = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+        expected = next(model.embed("hello world"))
+        onnx_file = (model.model_dir / "model.onnx").resolve()
+        size = onnx_file.stat().st_size
+        onnx_file.write_bytes(b"\0" * size)  # same size: the cheap size check cannot see it
+        with pytest.raises(IntegrityError, match="model.onnx"):
+            LateInteractionTextEmbedding(spec.model, cache_dir=cache, local_files_only=True)
+        h.counts.clear()
+        repaired = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+        assert h.count("GET", "/model.onnx") == 1
+        np.testing.assert_array_equal(next(repaired.embed("hello world")), expected)
