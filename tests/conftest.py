@@ -41,6 +41,14 @@ EDGE_TEXTS = [
 ]
 
 
+def unit_rows(rng, n: int, dim: int):
+    """``n`` random unit-norm float32 rows of ``dim`` (vectors shaped like ``embed``'s output)."""
+    import numpy as np
+
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def random_texts(n: int, seed: int = 0, max_words: int = 120) -> list[str]:
     rng = random.Random(seed)
     out = []

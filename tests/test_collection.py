@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from conftest import unit_rows
+
 from lightcol import maxsim
 from lightcol.collection import MultiVectorCollection
 from lightcol.errors import ShapeError
@@ -15,8 +17,7 @@ DIM = 32
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
-    x = rng.standard_normal((n, dim), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit_rows(rng, n, dim)
 
 
 @pytest.fixture(scope="module")

@@ -357,11 +357,13 @@ def test_three_processes_share_one_download(hub: FakeHub, cache: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- end to end
-@pytest.mark.skipif(not (FIXTURE / FOLDER_CONFIG).is_file(), reason="tests/fixtures/tiny-colbert-onnx not built")
-def test_end_to_end_embedding_from_fake_hub(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def fixture_hub(monkeypatch: pytest.MonkeyPatch):
+    """The real tiny ONNX fixture served as hub repo ``lightcol-test/tiny-colbert``, its entry in the registry."""
     from lightcol import registry
-    from lightcol.embedding import LateInteractionTextEmbedding  # = lightcol.LateInteractionTextEmbedding
 
+    if not (FIXTURE / FOLDER_CONFIG).is_file():
+        pytest.skip("tests/fixtures/tiny-colbert-onnx not built")
     data = json.loads((FIXTURE / FOLDER_CONFIG).read_text())
     data["sources"] = {"hf": "lightcol-test/tiny-colbert"}
     spec = parse_entry(data)
@@ -369,11 +371,18 @@ def test_end_to_end_embedding_from_fake_hub(cache: Path, monkeypatch: pytest.Mon
     with FakeHub() as h:
         h.add_repo("lightcol-test/tiny-colbert", FIXTURE)
         monkeypatch.setenv("HF_ENDPOINT", h.url)
-        model = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
-        cold = resolve_requests(h)
-        h.counts.clear()
-        model2 = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
-        assert h.total() == 0
+        yield h, spec
+
+
+def test_end_to_end_embedding_from_fake_hub(fixture_hub, cache: Path) -> None:
+    from lightcol.embedding import LateInteractionTextEmbedding  # = lightcol.LateInteractionTextEmbedding
+
+    h, spec = fixture_hub
+    model = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+    cold = resolve_requests(h)
+    h.counts.clear()
+    model2 = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+    assert h.total() == 0
     assert cold == 3 * len(spec.files)
     assert not any(FOLDER_CONFIG in p for (_, p) in h.counts)
     doc = next(iter(model.embed(["hello world"])))
@@ -381,27 +390,18 @@ def test_end_to_end_embedding_from_fake_hub(cache: Path, monkeypatch: pytest.Mon
     assert (next(iter(model2.embed(["hello world"]))) == doc).all()
 
 
-@pytest.mark.skipif(not (FIXTURE / FOLDER_CONFIG).is_file(), reason="tests/fixtures/tiny-colbert-onnx not built")
-def test_corrupt_cached_onnx_is_repaired_at_load(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_cached_onnx_is_repaired_at_load(fixture_hub, cache: Path) -> None:
     """Same-size garbage in the cached model.onnx: the failed load hash-checks and re-fetches it (offline: reported)."""
-    from lightcol import registry
     from lightcol.embedding import LateInteractionTextEmbedding
 
-    data = json.loads((FIXTURE / FOLDER_CONFIG).read_text())
-    data["sources"] = {"hf": "lightcol-test/tiny-colbert"}
-    spec = parse_entry(data)
-    monkeypatch.setattr(registry, "_registry", lambda: {spec.model.lower(): spec})
-    with FakeHub() as h:
-        h.add_repo("lightcol-test/tiny-colbert", FIXTURE)
-        monkeypatch.setenv("HF_ENDPOINT", h.url)
-        model = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
-        expected = next(model.embed("hello world"))
-        onnx_file = (model.model_dir / "model.onnx").resolve()
-        size = onnx_file.stat().st_size
-        onnx_file.write_bytes(b"\0" * size)  # same size: the cheap size check cannot see it
-        with pytest.raises(IntegrityError, match="model.onnx"):
-            LateInteractionTextEmbedding(spec.model, cache_dir=cache, local_files_only=True)
-        h.counts.clear()
-        repaired = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
-        assert h.count("GET", "/model.onnx") == 1
-        np.testing.assert_array_equal(next(repaired.embed("hello world")), expected)
+    h, spec = fixture_hub
+    model = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+    expected = next(model.embed("hello world"))
+    onnx_file = (model.model_dir / "model.onnx").resolve()
+    onnx_file.write_bytes(b"\0" * onnx_file.stat().st_size)  # same size: the cheap size check cannot see it
+    with pytest.raises(IntegrityError, match="model.onnx"):
+        LateInteractionTextEmbedding(spec.model, cache_dir=cache, local_files_only=True)
+    h.counts.clear()
+    repaired = LateInteractionTextEmbedding(spec.model, cache_dir=cache)
+    assert h.count("GET", "/model.onnx") == 1
+    np.testing.assert_array_equal(next(repaired.embed("hello world")), expected)

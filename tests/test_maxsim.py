@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from conftest import unit_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +25,7 @@ def reference(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
-    x = rng.standard_normal((n, dim), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit_rows(rng, n, dim)
 
 
 @pytest.fixture(scope="module")

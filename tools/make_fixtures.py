@@ -51,15 +51,34 @@ def bert_tokenizer_files() -> dict[str, bytes]:
         }
 
 
-def make_colbert_checkpoint(folder: Path) -> None:
-    import torch
+def write_colbert_checkpoint(
+    folder: Path, encoder_state: dict, config: dict, linear_weight: object, *, query_len: int, doc_len: int, name: str
+) -> None:
+    """Write a colbert-ai checkpoint (what ``Checkpoint(folder)`` loads): the bert-base-uncased tokenizer
+    files, ``config.json``, ``model.safetensors`` (``bert.*`` + ``linear.weight``) and ``artifact.metadata``."""
     from safetensors.torch import save_file
-    from transformers import BertConfig, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    files = bert_tokenizer_files()
-    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        (folder / name).write_bytes(files[name])
+    for fname, data in bert_tokenizer_files().items():
+        if fname != "tokenizer.json":  # colbert-ai builds the fast tokenizer from vocab.txt
+            (folder / fname).write_bytes(data)
+    state = {f"bert.{k}": v.contiguous() for k, v in encoder_state.items()
+             if "position_ids" not in k and not k.startswith("pooler.")}
+    state["linear.weight"] = linear_weight.contiguous()  # type: ignore[attr-defined]
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["HF_ColBERT"]}, indent=2) + "\n")
+    meta = {
+        "query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_token": "[Q]", "doc_token": "[D]",
+        "dim": int(linear_weight.shape[0]), "query_maxlen": query_len, "doc_maxlen": doc_len,  # type: ignore[attr-defined]
+        "mask_punctuation": True, "attend_to_mask_tokens": False, "similarity": "cosine", "checkpoint": name,
+    }
+    (folder / "artifact.metadata").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def make_colbert_checkpoint(folder: Path) -> None:
+    import torch
+    from transformers import BertConfig, BertModel
+
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=30522, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
@@ -67,23 +86,15 @@ def make_colbert_checkpoint(folder: Path) -> None:
     )
     bert = BertModel(config, add_pooling_layer=False).eval()
     linear = torch.nn.Linear(HIDDEN, DIM, bias=False)
-    state = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items() if "position_ids" not in k}
-    state["linear.weight"] = linear.weight.data.contiguous()
-    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     cfg = {
-        "architectures": ["HF_ColBERT"], "model_type": "bert", "vocab_size": 30522, "hidden_size": HIDDEN,
+        "model_type": "bert", "vocab_size": 30522, "hidden_size": HIDDEN,
         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": 2 * HIDDEN,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
         "max_position_embeddings": 512, "type_vocab_size": 2, "initializer_range": 0.02,
         "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
     }
-    (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    meta = {
-        "query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_token": "[Q]", "doc_token": "[D]",
-        "dim": DIM, "query_maxlen": QUERY_LEN, "doc_maxlen": DOC_LEN, "mask_punctuation": True,
-        "attend_to_mask_tokens": False, "similarity": "cosine", "checkpoint": "tiny-colbert",
-    }
-    (folder / "artifact.metadata").write_text(json.dumps(meta, indent=2) + "\n")
+    write_colbert_checkpoint(folder, bert.state_dict(), cfg, linear.weight.data,
+                             query_len=QUERY_LEN, doc_len=DOC_LEN, name="tiny-colbert")
 
 
 def main() -> None:
