@@ -20,6 +20,7 @@ Environment (read at call time):
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,31 +258,43 @@ def _hf_errors() -> Any:
     return errors
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception in its cause/context chain (each once)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
 def _http_status(exc: BaseException) -> int | None:
     """The HTTP status of the first hub HTTP error in ``exc``'s cause/context chain."""
     errors = _hf_errors()
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in _chain(exc):
         if isinstance(cur, errors.HfHubHTTPError) and getattr(cur, "response", None) is not None:
             return cur.response.status_code
-        cur = cur.__cause__ or cur.__context__
     return None
 
 
-def _is_network_error(exc: BaseException) -> bool:
-    import httpx2
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level exception types of whichever HTTP client huggingface_hub uses (httpx2 in 2.x)."""
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        try:
+            types.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
 
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, (httpx2.TransportError, ConnectionError, TimeoutError)):
+
+def _is_network_error(exc: BaseException) -> bool:
+    transport = _transport_errors()
+    for cur in _chain(exc):
+        if isinstance(cur, transport):
             return True
         if isinstance(cur, OSError) and "Consistency check failed" in str(cur):
             return True  # huggingface_hub's check that the body had the announced size
-        cur = cur.__cause__ or cur.__context__
     return False
 
 
