@@ -153,10 +153,10 @@ class LateInteractionTextEmbedding:
         self._cache_dir = cache_dir
         self._local_files_only = local_files_only
         self._token = token
-        self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
         if quantized and model_variant not in (None, "int8"):
             raise ValueError(f"quantized=True loads the 'int8' variant; it contradicts model_variant={model_variant!r}")
         self.model_variant = "int8" if quantized else model_variant
+        self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
         self._model_file = self.spec.variant_file(self.model_variant)
         rules = self.spec.rules
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
@@ -188,6 +188,7 @@ class LateInteractionTextEmbedding:
                 spec = get_spec(model_name)  # an explicit registry name wins over the folder's own rules
             return model_name or spec.model, spec, folder, False
         spec = get_spec(model_name or DEFAULT_MODEL)
+        spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
         from lightcol import download  # deferred: only models fetched from the hub need it
 
         folder = download.resolve_model_dir(

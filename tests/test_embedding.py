@@ -192,3 +192,15 @@ def test_token_count_propagates_source_errors(model) -> None:
     for kwargs in ({}, {"is_doc": False}, {"is_doc": False, "include_extension": True}):
         with pytest.raises(RuntimeError, match="source broke"):
             model.token_count(source(), **kwargs)
+
+
+def test_unknown_variant_fails_before_any_download(tmp_path: Path, monkeypatch) -> None:
+    from lightcol import download
+    from lightcol.errors import RegistryError
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded a model whose variant does not exist")
+
+    monkeypatch.setattr(download, "resolve_model_dir", no_download)
+    with pytest.raises(RegistryError, match="no 'int8' variant"):
+        LateInteractionTextEmbedding("colbert-ir/colbertv2.0", cache_dir=tmp_path, quantized=True)
