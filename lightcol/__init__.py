@@ -4,6 +4,8 @@ from lightcol import maxsim
 from lightcol.collection import MultiVectorCollection
 from lightcol.embedding import LateInteractionTextEmbedding
 from lightcol.errors import (
+    ArgumentError,
+    DuplicateIdError,
     DownloadError,
     IntegrityError,
     InvalidTextError,
@@ -23,6 +25,8 @@ from lightcol.registry import list_supported_models
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
+    "DuplicateIdError",
     "DownloadError",
     "IntegrityError",
     "InvalidTextError",

@@ -20,8 +20,8 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from lightcol import maxsim
-from lightcol.errors import ShapeError
+from lightcol import _validate, maxsim
+from lightcol.errors import ArgumentError, DuplicateIdError, ShapeError
 from lightcol.maxsim import PackedDocuments
 
 __all__ = ["MultiVectorCollection", "Id"]
@@ -45,8 +45,11 @@ class MultiVectorCollection:
         dt = np.dtype(dtype)
         if dt != np.float32 and dt != np.float16:
             raise ShapeError(f"dtype must be 'float32' or 'float16'; got {dt}.")
-        if dim is not None and (int(dim) != dim or int(dim) < 1):
-            raise ShapeError(f"dim must be a positive integer; got {dim!r}.")
+        if dim is not None:
+            try:
+                dim = _validate.integer("dim", dim, minimum=1)
+            except ArgumentError as e:
+                raise ShapeError(str(e)) from None
         self._dtype = dt
         self._dim = None if dim is None else int(dim)
         self._vectors = np.empty((0, self._dim or 0), dtype=dt)
@@ -54,6 +57,7 @@ class MultiVectorCollection:
         self._n_docs = 0
         self._n_tokens = 0
         self._ids: list[Id] = []
+        self._id_set: set[Id] | None = set()
         self._packed: PackedDocuments | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -130,12 +134,15 @@ class MultiVectorCollection:
         """Append documents; all or nothing (on any error the collection is left unchanged).
 
         :param ids: one ``str``/``int`` id per document, or ``None`` for ``len(self), len(self)+1, ...``.
+            Ids are unique: an id already in the collection (also a number ``ids=None`` would
+            assign) or given twice raises :class:`DuplicateIdError` and nothing is added.
         :param embeddings: iterable of (n_i, dim) float arrays, e.g. ``model.embed(texts)`` (a
             generator is consumed lazily, one document at a time).
         :raises ShapeError: a bad array, or ids and embeddings of different lengths.
+        :raises DuplicateIdError: an id is already in the collection or repeated.
         """
         if isinstance(ids, (str, bytes, int, np.integer)):
-            raise TypeError(f"ids must be an iterable of ids (one per document); got {ids!r}. Use [id].")
+            raise ArgumentError(f"ids must be an iterable of ids (one per document); got {ids!r}. Use [id].")
         if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
             raise ShapeError(
                 f"embeddings must be an iterable of 2-D arrays (one per document); got one 2-D array "
@@ -144,12 +151,20 @@ class MultiVectorCollection:
         id_iter: Iterator[Any] = itertools.count(self._n_docs) if ids is None else iter(ids)
         state = (self._n_docs, self._n_tokens, self._dim)
         new_ids: list[Id] = []
+        existing = self._ids_set()
+        seen: set[Id] = set()
         try:
             for k, emb in enumerate(embeddings):
                 doc_id = next(id_iter, _MISSING)
                 if doc_id is _MISSING:
                     raise ShapeError(f"got more embeddings than ids ({k} ids).")
-                new_ids.append(_check_id(doc_id, k))
+                doc_id = _check_id(doc_id, k)
+                if doc_id in existing or doc_id in seen:
+                    where = "is already in the collection" if doc_id in existing else "is given twice"
+                    hint = " (ids=None numbers documents from len(collection); pass explicit ids)" if ids is None else ""
+                    raise DuplicateIdError(f"id {doc_id!r} (document {k}) {where}; ids must be unique{hint}.")
+                seen.add(doc_id)
+                new_ids.append(doc_id)
                 self._append(emb, k)
             if ids is not None and next(id_iter, _MISSING) is not _MISSING:
                 raise ShapeError(f"got more ids than embeddings ({len(new_ids)} embeddings).")
@@ -159,6 +174,12 @@ class MultiVectorCollection:
         finally:
             self._packed = None
         self._ids.extend(new_ids)
+        existing.update(seen)
+
+    def _ids_set(self) -> set[Id]:
+        if self._id_set is None:
+            self._id_set = set(self._ids)
+        return self._id_set
 
     def _append(self, emb: npt.ArrayLike, k: int) -> None:
         a = np.asarray(emb)
@@ -208,8 +229,13 @@ class MultiVectorCollection:
     def search(
         self, query: npt.ArrayLike, k: int = 10, *, block_tokens: int | None = None
     ) -> list[tuple[Id, float]]:
-        """Top ``k`` documents for one (n_query_tokens, dim) query: ``[(id, score), ...]``, best first."""
+        """Top ``k`` documents for one (n_query_tokens, dim) query: ``[(id, score), ...]``, best first.
+
+        A document whose stored vectors were corrupted to NaN scores NaN and ranks last.
+        """
+        k = _validate.k(k)
         if self._n_docs == 0:
+            self._check_empty_query(query, block_tokens)
             return []
         idx, scores = maxsim.rank(query, self.packed, k, block_tokens=block_tokens)
         return [(self._ids[i], float(s)) for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
@@ -218,7 +244,11 @@ class MultiVectorCollection:
         self, queries: Iterable[npt.ArrayLike], k: int = 10, *, block_tokens: int | None = None
     ) -> list[list[tuple[Id, float]]]:
         """Top ``k`` documents for each query, scored in one pass: one ``[(id, score), ...]`` per query."""
+        k = _validate.k(k)
         if self._n_docs == 0:
+            queries = list(queries)
+            for q in queries:
+                self._check_empty_query(q, block_tokens)
             return [[] for _ in queries]
         idx, scores = maxsim.rank_many(queries, self.packed, k, block_tokens=block_tokens)
         ids = self._ids
@@ -230,8 +260,14 @@ class MultiVectorCollection:
     def score(self, query: npt.ArrayLike, *, block_tokens: int | None = None) -> np.ndarray:
         """MaxSim score of every document (insertion order) for one query, shape (len(self),)."""
         if self._n_docs == 0:
+            self._check_empty_query(query, block_tokens)
             return np.empty(0, dtype=np.float32)
         return maxsim.score(query, self.packed, block_tokens=block_tokens)
+
+    def _check_empty_query(self, query: npt.ArrayLike, block_tokens: int | None) -> None:
+        """Validate a query against an empty collection as a non-empty one would (dim when known)."""
+        q = maxsim._check_query(query, self._dim) if self._dim is not None else maxsim._as_float_matrix(query, "query", None)
+        maxsim._check_block_tokens(block_tokens, q.shape[0])
 
     # ------------------------------------------------------------------------------------------
     # persistence
@@ -243,7 +279,11 @@ class MultiVectorCollection:
         """
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot save the collection to {path}: {e.strerror} (writing needs a temporary "
+                          f"file in {folder})", path) from e
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(
@@ -278,7 +318,22 @@ class MultiVectorCollection:
             a later :meth:`add` copies them into memory.
         """
         path = os.fspath(path)
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            return cls._load(path, mmap)
+        except (OSError, ShapeError):  # FileNotFoundError, PermissionError... stay what they are
+            raise
+        except Exception as e:  # zipfile, EOF, JSON, numpy header errors: a corrupted or foreign file
+            raise ShapeError(
+                f"{path} is not a readable lightcol collection file ({type(e).__name__}: {e}); it is truncated, "
+                "corrupted or another kind of file. Re-create it with MultiVectorCollection.save."
+            ) from e
+
+    @classmethod
+    def _load(cls, path: str, mmap: bool) -> MultiVectorCollection:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ShapeError(f"{path} is a single .npy array, not a lightcol collection file (.npz written by save).")
+        with z:
             names = set(z.files)
             need = {"format", "format_version", "dim", "dtype", "vectors", "offsets", "ids"}
             if not need <= names or str(z["format"]) != _FORMAT:
@@ -289,6 +344,8 @@ class MultiVectorCollection:
             dim = int(z["dim"])
             dtype = str(z["dtype"])
             offsets = np.ascontiguousarray(z["offsets"], dtype=np.int64)
+            if offsets.ndim != 1 or offsets.shape[0] < 1:
+                raise ShapeError(f"{path} is a corrupted lightcol collection file (offsets of shape {offsets.shape}).")
             ids = json.loads(z["ids"].tobytes().decode("utf-8"))
             vectors = _npz_memmap(path, "vectors") if mmap else None
             if vectors is None:
@@ -305,6 +362,8 @@ class MultiVectorCollection:
             or np.any(np.diff(offsets) < 0)
             or not isinstance(ids, list)
             or len(ids) != n_docs
+            or any(isinstance(i, bool) or not isinstance(i, (str, int)) for i in ids)
+            or len(set(ids)) != len(ids)
         ):
             raise ShapeError(f"{path} is a corrupted lightcol collection file (inconsistent arrays).")
         if dim >= 0:
@@ -313,12 +372,13 @@ class MultiVectorCollection:
         self._n_docs = n_docs
         self._n_tokens = int(offsets[-1])
         self._ids = ids
+        self._id_set = None
         return self
 
 
 def _check_id(doc_id: Any, k: int) -> Id:
     if isinstance(doc_id, (bool, np.bool_)) or not isinstance(doc_id, (str, int, np.integer)):
-        raise TypeError(f"id {k} is {doc_id!r} ({type(doc_id).__name__}); ids must be str or int.")
+        raise ArgumentError(f"id {k} is {doc_id!r} ({type(doc_id).__name__}); ids must be str or int.")
     return int(doc_id) if isinstance(doc_id, np.integer) else doc_id
 
 

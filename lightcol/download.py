@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from lightcol.errors import (
+    ArgumentError,
     DownloadError,
     IntegrityError,
     OfflineModelMissingError,
     RepoAccessError,
     RepoNotFoundError,
 )
-from lightcol.registry import ModelSpec, write_folder_config
+from lightcol.registry import ModelSpec, read_folder_config, write_folder_config
 
 __all__ = [
     "default_cache_dir",
@@ -627,17 +628,33 @@ def export_model_folder(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     token: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Copy ``spec.files`` (real files, no symlinks) and ``lightcol_config.json`` into ``to``.
 
     ``LateInteractionTextEmbedding(specific_model_path=to)`` then loads it with no name and no cache.
+    ``to`` must be empty, missing, or already hold this model (its ``lightcol_config.json`` names it):
+    other files would be mixed with the model's; ``force=True`` writes into it anyway.
     """
-    source = resolve_model_dir(
-        spec, cache_dir=cache_dir, local_files_only=local_files_only, token=token, verify_hash=True
-    )
+    if not os.fspath(to).strip():
+        raise ArgumentError("the destination folder is empty (''); give a folder path, e.g. --to ./model.")
     dest = Path(to).expanduser().absolute()
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"--to {dest} exists and is not a folder.")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        try:
+            held = read_folder_config(dest)
+        except Exception:  # noqa: BLE001 - unreadable config: treated as another folder
+            held = None
+        if held is None or held.model.lower() != spec.model.lower():
+            what = f"model {held.model!r}" if held is not None else "other files"
+            raise DownloadError(
+                f"--to {dest} is not empty and holds {what}, not {spec.model!r}; writing there would mix the files. "
+                "Choose an empty or new folder, or pass --force (force=True) to write into it anyway."
+            )
+    source = resolve_model_dir(
+        spec, cache_dir=cache_dir, local_files_only=local_files_only, token=token, verify_hash=True
+    )
     dest.mkdir(parents=True, exist_ok=True)
     for name in spec.files:
         src = Path(os.path.realpath(source / name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,7 +13,8 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol.errors import ModelLoadError
+from lightcol import _validate
+from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
 from lightcol.registry import ModelSpec, get_spec, list_supported_models, read_folder_config
 
 DEFAULT_MODEL = "colbert-ir/colbertv2.0"
@@ -32,13 +34,12 @@ _DTYPES = {"float32": np.float32, "float16": np.float16}
 def _out_dtype(dtype: Any) -> type:
     try:
         return _DTYPES[np.dtype(dtype).name]
-    except (TypeError, KeyError):
-        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}") from None
+    except (TypeError, KeyError, ValueError):
+        raise ArgumentError(f"dtype must be 'float32' or 'float16', got {dtype!r}") from None
 
 
 def _check_batch_size(batch_size: Any) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _validate.integer("batch_size", batch_size, minimum=1)
 
 
 def _window_size(batch_size: int) -> int:
@@ -64,14 +65,24 @@ def _texts(items: str | Iterable[str]) -> Iterator[str]:
         yield items
         return
     if isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable):
-        raise TypeError(f"expected a str or an iterable of str, got {type(items).__name__}")
+        raise ArgumentError(f"expected a str or an iterable of str, got {type(items).__name__}")
     for i, text in enumerate(items):
         _rules.check_text(i, text)
         yield text
 
 
-def _windows(texts: Iterator[str], size: int) -> Iterator[tuple[list[str], BaseException | None]]:
-    """Chunks of up to ``size`` texts; an exception raised by the source ends the stream after the texts read before it."""
+def _check_items(items: Any) -> None:
+    """Reject an input that is not a str or an iterable (at the call, before any work)."""
+    if not isinstance(items, str) and (isinstance(items, (bytes, bytearray)) or not isinstance(items, Iterable)):
+        raise ArgumentError(f"expected a str or an iterable of str, got {type(items).__name__}")
+
+
+def _windows(texts: Iterator[str], size: int) -> Iterator[tuple[list[str], Exception | None]]:
+    """Chunks of up to ``size`` texts; an exception raised by the source ends the stream after the texts read before it.
+
+    Only ordinary exceptions wait for the chunk's vectors: ``KeyboardInterrupt``, ``SystemExit`` and
+    ``GeneratorExit`` propagate at once.
+    """
     while True:
         chunk: list[str] = []
         try:
@@ -79,7 +90,7 @@ def _windows(texts: Iterator[str], size: int) -> Iterator[tuple[list[str], BaseE
                 chunk.append(text)
                 if len(chunk) == size:
                     break
-        except BaseException as e:  # noqa: BLE001 - re-raised by the caller after the chunk's vectors
+        except Exception as e:  # noqa: BLE001 - re-raised by the caller after the chunk's vectors
             yield chunk, e
             return
         if not chunk:
@@ -142,7 +153,7 @@ class LateInteractionTextEmbedding:
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
         if kwargs:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+            raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         if device_id is None and device_ids:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
@@ -150,15 +161,17 @@ class LateInteractionTextEmbedding:
         # what worker processes (embed(parallel=N)) need to open the same session
         self._worker_state = {"threads": threads, "session_options": _session.options_state(session_options),
                               "providers": self._providers}
-        self._cache_dir = cache_dir
+        # paths resolved now: a later os.chdir (or a worker process) must not change what they mean
+        self._cache_dir = None if cache_dir is None else os.path.abspath(os.fspath(cache_dir))
         self._local_files_only = local_files_only
         self._token = token
         if quantized and model_variant not in (None, "int8"):
-            raise ValueError(f"quantized=True loads the 'int8' variant; it contradicts model_variant={model_variant!r}")
+            raise ArgumentError(f"quantized=True loads the 'int8' variant; it contradicts model_variant={model_variant!r}")
         self.model_variant = "int8" if quantized else model_variant
         self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
         self._model_file = self.spec.variant_file(self.model_variant)
         rules = self.spec.rules
+        self._check_position_limit()
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
         self._query_tokenizer = _rules.truncating(base, rules.query_length)
         self._doc_tokenizer = _rules.truncating(base, rules.document_length)
@@ -173,7 +186,7 @@ class LateInteractionTextEmbedding:
     # -- loading ---------------------------------------------------------------------------------
     def _resolve(self, model_name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, ModelSpec, Path, bool]:
         if path is not None:
-            folder = Path(path)
+            folder = Path(path).absolute()
             if not folder.is_dir():
                 raise ModelLoadError(f"specific_model_path {folder} is not a folder; pass the folder holding the model files.")
             spec = read_folder_config(folder)
@@ -185,7 +198,14 @@ class LateInteractionTextEmbedding:
                     )
                 spec = get_spec(model_name)
             elif model_name is not None and model_name.lower() != spec.model.lower():
-                spec = get_spec(model_name)  # an explicit registry name wins over the folder's own rules
+                try:
+                    spec = get_spec(model_name)  # an explicit registry name wins over the folder's own rules
+                except UnknownModelError:
+                    raise UnknownModelError(
+                        f"model_name={model_name!r} conflicts with {folder / 'lightcol_config.json'}, which describes "
+                        f"{spec.model!r}, and {model_name!r} is not in the registry either. Omit model_name to use the "
+                        f"folder's own rules, or pass model_name={spec.model!r}."
+                    ) from None
             return model_name or spec.model, spec, folder, False
         spec = get_spec(model_name or DEFAULT_MODEL)
         spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
@@ -195,6 +215,25 @@ class LateInteractionTextEmbedding:
             spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
         )
         return spec.model, spec, Path(folder), True
+
+    def _check_position_limit(self) -> None:
+        """Refuse rules whose query/document length exceeds the encoder's position embeddings."""
+        config = self.model_dir / "config.json"
+        try:
+            limit = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+        except (OSError, ValueError, AttributeError):
+            return  # no readable config: nothing to check against
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            return
+        rules = self.spec.rules
+        for name in ("document_length", "query_length"):
+            length = getattr(rules, name)
+            if length > limit:
+                raise ModelLoadError(
+                    f"model {self.spec.model!r}: the rules' {name} is {length} tokens, but the encoder has "
+                    f"max_position_embeddings={limit} ({config}); lower {name} to at most {limit} in "
+                    "lightcol_config.json / the registry entry."
+                )
 
     def _load_onnx(self) -> None:
         model_path = self.model_dir / self._model_file
@@ -269,6 +308,16 @@ class LateInteractionTextEmbedding:
         """Dimension of every output vector."""
         return self.spec.dim
 
+    @property
+    def embedding_size(self) -> int:
+        """Dimension of every output vector (FastEmbed's name for :attr:`dim`)."""
+        return self.spec.dim
+
+    @classmethod
+    def get_embedding_size(cls, model_name: str) -> int:
+        """Vector dimension of a registry model, without loading it (as FastEmbed)."""
+        return get_spec(model_name).dim
+
     @staticmethod
     def list_supported_models() -> list[dict[str, Any]]:
         """Every model in the registry, as FastEmbed's dicts plus lightcol's keys (``rules``...)."""
@@ -318,8 +367,13 @@ class LateInteractionTextEmbedding:
     def _stream(
         self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32"
     ) -> Iterator[np.ndarray]:
+        """Validate the arguments now (at the call), then return the lazy generator."""
         _check_batch_size(batch_size)
         out_dtype = _out_dtype(dtype)
+        _check_items(items)
+        return self._generate(items, batch_size, is_doc, out_dtype)
+
+    def _generate(self, items: str | Iterable[str], batch_size: int, is_doc: bool, out_dtype: type) -> Iterator[np.ndarray]:
         encode = self._embed_documents if is_doc else self._embed_queries
         for chunk, error in _windows(_texts(items), _window_size(batch_size)):
             if chunk:
@@ -355,7 +409,8 @@ class LateInteractionTextEmbedding:
             dtype: ``"float32"`` (default) or ``"float16"`` (half the memory; computed in float32).
         """
         if kwargs:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+            raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+        _check_batch_size(batch_size)
         if parallel is None or (isinstance(documents, (list, tuple)) and len(documents) <= batch_size):
             if parallel is not None:
                 from lightcol.parallel import worker_count
@@ -369,9 +424,9 @@ class LateInteractionTextEmbedding:
     ) -> Iterator[np.ndarray]:
         from lightcol import parallel as _parallel
 
-        _check_batch_size(batch_size)
         workers = _parallel.worker_count(parallel)
         out_dtype = _out_dtype(dtype)
+        _check_items(documents)
         state = self._worker_state
         threads = state["threads"] or max(1, (os.cpu_count() or 1) // workers)
         init = {
@@ -396,7 +451,7 @@ class LateInteractionTextEmbedding:
         ``dtype``: ``"float32"`` (default) or ``"float16"``.
         """
         if kwargs:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+            raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         return self._stream(query, batch_size, is_doc=False, dtype=dtype)
 
     def token_count(
@@ -407,6 +462,8 @@ class LateInteractionTextEmbedding:
         With ``is_doc=False`` and ``include_extension=True``, queries count their mask-token
         expansion too (every query then counts ``query_length``).
         """
+        _check_batch_size(batch_size)
+        _check_items(texts)
         tokenizer = self._doc_tokenizer if is_doc else self._query_tokenizer
         total = 0
         for chunk, error in _windows(_texts(texts), batch_size):
@@ -429,9 +486,12 @@ class LateInteractionTextEmbedding:
         from lightcol import maxsim
 
         if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
+            raise ArgumentError(f"query must be a str, got {type(query).__name__}")
         if isinstance(documents, str):
-            raise TypeError("documents must be a sequence of str, not a single str")
+            raise ArgumentError("documents must be a sequence of str, not a single str")
+        if k is not None:
+            _validate.k(k)
+        _check_batch_size(batch_size)
         docs = list(documents)
         if not docs:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

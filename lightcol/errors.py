@@ -67,3 +67,12 @@ class IntegrityError(DownloadError):
 
 class WorkerError(LightcolError, RuntimeError):
     """A worker process of ``embed(..., parallel=N)`` died or failed."""
+
+
+class ArgumentError(LightcolError, ValueError, TypeError):
+    """An argument has a wrong type or value (``k=-1``, ``batch_size=0``, ``dtype="int8"``, an unknown
+    option, a non-``str`` item). Both a ``ValueError`` and a ``TypeError``: either ``except`` catches it."""
+
+
+class DuplicateIdError(LightcolError, ValueError):
+    """An id given to a collection or index is already in it (or given twice in one call)."""

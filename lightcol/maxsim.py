@@ -19,6 +19,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 import numpy.typing as npt
 
+from lightcol import _validate
 from lightcol.errors import ShapeError
 
 __all__ = [
@@ -307,10 +308,7 @@ def _auto_block_tokens(query_rows: int) -> int:
 def _check_block_tokens(block_tokens: int | None, query_rows: int) -> int:
     if block_tokens is None:
         return _auto_block_tokens(query_rows)
-    bt = int(block_tokens)
-    if bt < 1:
-        raise ValueError(f"block_tokens must be >= 1; got {block_tokens}.")
-    return bt
+    return _validate.integer("block_tokens", block_tokens, minimum=1)  # type: ignore[return-value]
 
 
 def _score_into(
@@ -426,25 +424,35 @@ def top_k(scores: npt.ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores, best first, ties broken by lower index.
 
     Uses ``np.argpartition`` and sorts only the selected entries; ``k`` larger than
-    ``len(scores)`` returns all of them.
+    ``len(scores)`` returns all of them. NaN scores (a corrupted document) rank last, below ``-inf``:
+    they never hide valid results.
     """
     s = np.asarray(scores)
     if s.ndim != 1:
         raise ShapeError(f"scores must be 1-D; got shape {s.shape}.")
-    k = int(k)
-    if k < 0:
-        raise ValueError(f"k must be >= 0; got {k}.")
+    k = _validate.k(k)
     n = s.shape[0]
     k = min(k, n)
     if k == 0:
         return np.empty(0, dtype=np.int64), s[:0].copy()
+    key = s
+    nan = np.isnan(s) if s.dtype.kind == "f" else None
+    if nan is not None and nan.any():
+        # NaN compares false with everything: rank it below every number (-inf included).
+        valid = np.flatnonzero(~nan)
+        if k > valid.shape[0]:
+            idx = np.concatenate([valid[np.argsort(-s[valid], kind="stable")], np.flatnonzero(nan)])[:k]
+            return idx.astype(np.int64, copy=False), s[idx]
+        key = np.where(nan, -np.inf, s)
     if k < n:
-        part = np.argpartition(s, n - k)[n - k :]
-        threshold = s[part].min()
-        candidates = np.flatnonzero(s >= threshold)  # includes every tie at the threshold
+        part = np.argpartition(key, n - k)[n - k :]
+        threshold = key[part].min()
+        candidates = np.flatnonzero(key >= threshold)  # includes every tie at the threshold
+        if nan is not None and key is not s:
+            candidates = candidates[~nan[candidates]]
     else:
         candidates = np.arange(n)
-    order = np.argsort(-s[candidates], kind="stable")[:k]
+    order = np.argsort(-key[candidates], kind="stable")[:k]
     idx = candidates[order].astype(np.int64, copy=False)
     return idx, s[idx]
 
@@ -464,11 +472,10 @@ def rank_many(
     block_tokens: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` documents for each query: ``(indices, scores)`` of shape (n_queries, min(k, n_docs))."""
-    if int(k) < 0:
-        raise ValueError(f"k must be >= 0; got {k}.")
+    k = _validate.k(k)
     scores = score_many(queries, documents, block_tokens=block_tokens)
     n_q, n = scores.shape
-    kk = min(int(k), n)
+    kk = min(k, n)
     indices = np.empty((n_q, kk), dtype=np.int64)
     values = np.empty((n_q, kk), dtype=np.float32)
     for r in range(n_q):

@@ -16,13 +16,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from lightcol.errors import WorkerError
+from lightcol.errors import ArgumentError, WorkerError
 
 #: Texts per chunk sent to a worker (sorted by length and batched there): small enough to spread
 #: a few hundred texts over the workers, large enough for length-sorting to remove most padding.
@@ -34,11 +36,26 @@ _POLL_S = 0.05
 def worker_count(parallel: int) -> int:
     """Workers for ``parallel``: ``0`` means one per CPU core."""
     if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 0:
-        raise ValueError(f"parallel must be None or an int >= 0 (0: one worker per core), got {parallel!r}")
+        raise ArgumentError(f"parallel must be None or an int >= 0 (0: one worker per core), got {parallel!r}")
     return parallel or (os.cpu_count() or 1)
 
 
-def _worker(init: dict[str, Any], inbox: Any, outbox: Any) -> None:
+#: How often (seconds) a worker checks that its parent process is still alive.
+_PARENT_POLL_S = 1.0
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker as soon as its parent is gone (killed, crashed): no orphans holding memory."""
+    while True:
+        time.sleep(_PARENT_POLL_S)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _worker(init: dict[str, Any], inbox: Any, outbox: Any, parent_pid: int | None = None) -> None:
+    outbox.put((-2, "started", os.getpid()))
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="lightcol-parent-watch").start()
     try:
         from lightcol.embedding import LateInteractionTextEmbedding
 
@@ -60,8 +77,19 @@ def _worker(init: dict[str, Any], inbox: Any, outbox: Any) -> None:
             outbox.put((chunk_id, "error", traceback.format_exc()))
 
 
-def _check_alive(procs: list[Any]) -> None:
+#: The message of a worker that died before running any lightcol code.
+_NO_MAIN_GUARD = (
+    "embedding worker process(es) exited during start-up (exit code {codes}) before running any lightcol code. "
+    "The usual cause: the script calls embed(..., parallel=N) at module level. Worker processes are started "
+    "with the 'spawn' method, which re-imports the main script, so put the calling code under "
+    "`if __name__ == \"__main__\":` (see the worker's traceback above in stderr)."
+)
+
+
+def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
     dead = [p for p in procs if p.exitcode is not None]
+    if dead and started is not None and not any(p.pid in started for p in dead):
+        raise WorkerError(_NO_MAIN_GUARD.format(codes=", ".join(str(p.exitcode) for p in dead)))
     if dead:
         codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
         raise WorkerError(
@@ -71,15 +99,20 @@ def _check_alive(procs: list[Any]) -> None:
         )
 
 
-def _receive(outbox: Any, procs: list[Any]) -> tuple[int, str, Any]:
+def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str, Any]:
     # Workers only exit when told to, so any exit during the run is a failure, even one that
     # lost no chunk: checked before every result, not only while the results stall.
     while True:
-        _check_alive(procs)
         try:
-            return outbox.get(timeout=_POLL_S)
+            item = outbox.get(timeout=_POLL_S)
         except queue.Empty:
+            _check_alive(procs, started)
             continue
+        if item[1] == "started":
+            started.add(item[2])
+            continue
+        _check_alive(procs, started)
+        return item
 
 
 def _shutdown(procs: list[Any], inbox: Any, outbox: Any) -> None:
@@ -114,10 +147,15 @@ def embed_documents(
 
     ``init`` holds the keyword arguments that open the model in a worker.
     """
+    if getattr(mp.process.current_process(), "_inheriting", False):
+        # We are a spawned worker re-importing the caller's main script, which has no main guard.
+        raise WorkerError(_NO_MAIN_GUARD.format(codes=1))
     ctx = mp.get_context("spawn")
     inbox, outbox = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(init, inbox, outbox), daemon=True, name=f"lightcol-worker-{i}")
+    parent = os.getpid()
+    procs = [ctx.Process(target=_worker, args=(init, inbox, outbox, parent), daemon=True, name=f"lightcol-worker-{i}")
              for i in range(workers)]
+    started: set[int] = set()
     for p in procs:
         p.start()
     try:
@@ -139,7 +177,7 @@ def embed_documents(
                     source_error, exhausted = error, True
             if done == sent:
                 break
-            chunk_id, status, payload = _receive(outbox, procs)
+            chunk_id, status, payload = _receive(outbox, procs, started)
             if status != "ok":
                 raise WorkerError(f"an embedding worker process failed:\n{payload}")
             pending[chunk_id] = payload

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
-from lightcol.errors import InvalidTextError, ModelLoadError
+from lightcol.errors import ArgumentError, InvalidTextError, ModelLoadError
 from lightcol.registry import EncodingRules
 
 
@@ -103,26 +103,48 @@ def truncating(tokenizer: Tokenizer, length: int) -> Tokenizer:
 _CLIP_CHARS_PER_TOKEN = 16
 #: CJK ideographs, which BERT's normalizer (``handle_chinese_chars``) turns into words of their own.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+#: Unicode White_Space (Rust's ``char::is_whitespace``, what the tokenizers' pre-tokenizers split on):
+#: tab, LF, VT, FF, CR, space, NEL, NBSP, ogham space, en quad..hair space, line/paragraph separators,
+#: narrow NBSP, medium math space, ideographic space.
+_WHITESPACE_CODES = (
+    *range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000
+)
 
 
 def _cut_points(tokenizer: Tokenizer) -> re.Pattern[str] | None:
     """Positions ``j`` where ``text[:j]`` tokenizes to exactly the leading tokens of ``text``, or ``None`` if unknown.
 
-    BERT (whitespace + punctuation pre-tokenizer, char-local normalizer): before a space, an ASCII
-    punctuation mark or (with ``handle_chinese_chars``) a CJK ideograph -- nothing after such a
-    character changes the words before it. Other whitespace-splitting pre-tokenizers: before a space
-    that follows a non-space.
+    BERT (whitespace + punctuation pre-tokenizer, char-local normalizer): before any Unicode
+    whitespace character, an ASCII punctuation mark or (with ``handle_chinese_chars``) a CJK
+    ideograph -- nothing after such a character changes the words before it. Whitespace-splitting
+    pre-tokenizers: before a whitespace character that follows a non-whitespace one; Metaspace
+    (which splits on the space only): before a space that follows a non-space.
     """
     pre = tokenizer.pre_tokenizer
+    ws = _separating_whitespace(tokenizer)
     if isinstance(pre, pre_tokenizers.BertPreTokenizer):
-        chars = " " + re.escape(string.punctuation)
+        chars = ws + re.escape(string.punctuation)
         norm = tokenizer.normalizer
         if isinstance(norm, normalizers.BertNormalizer) and norm.handle_chinese_chars:
             chars += _CJK
         return re.compile(f"[{chars}]")
-    if isinstance(pre, (pre_tokenizers.Metaspace, pre_tokenizers.WhitespaceSplit, pre_tokenizers.Whitespace)):
+    if isinstance(pre, (pre_tokenizers.WhitespaceSplit, pre_tokenizers.Whitespace)):
+        return re.compile(f"(?<![{ws}])[{ws}]")
+    if isinstance(pre, pre_tokenizers.Metaspace):
         return re.compile("(?<! ) ")
     return None
+
+
+def _separating_whitespace(tokenizer: Tokenizer) -> str:
+    """The Unicode whitespace characters that separate words for this tokenizer, as a regex class body.
+
+    Checked by behaviour: ``"a<c>b"`` must encode like ``"a b"``. A normalizer may delete a character
+    instead (BERT's ``clean_text`` removes VT, FF and NEL as control characters, joining the words
+    around them): cutting there would change the ids, so such characters are left out.
+    """
+    expected = tokenizer.encode("a b", add_special_tokens=False).ids
+    chars = [c for c in map(chr, _WHITESPACE_CODES) if tokenizer.encode(f"a{c}b", add_special_tokens=False).ids == expected]
+    return "".join(re.escape(c) for c in chars) or " "
 
 
 def _safe_cut(text: str, start: int, cut: re.Pattern[str], added: Sequence[str]) -> int | None:
@@ -189,12 +211,12 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 def check_text(i: int, t: object) -> None:
-    """Raise ``TypeError`` unless ``t`` is a ``str``, :class:`InvalidTextError` if it holds a lone surrogate.
+    """Raise :class:`ArgumentError` (a ``TypeError``) unless ``t`` is a ``str``, :class:`InvalidTextError` if it holds a lone surrogate.
 
     ``i`` is the item's position in the caller's input, named in the message.
     """
     if not isinstance(t, str):
-        raise TypeError(f"item {i} is {type(t).__name__}, not str; every text must be a str")
+        raise ArgumentError(f"item {i} is {type(t).__name__}, not str; every text must be a str")
     if t.isascii():  # O(1) in CPython
         return
     try:

@@ -9,7 +9,8 @@ from typing import Any, Literal, Union
 
 import onnxruntime as ort
 
-from lightcol.errors import ModelLoadError, ProviderError
+from lightcol import _validate
+from lightcol.errors import ArgumentError, ModelLoadError, ProviderError
 
 ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
 
@@ -80,9 +81,17 @@ _ENUM_ATTRS = {"graph_optimization_level": ort.GraphOptimizationLevel, "executio
 SessionOptionsLike = Union[ort.SessionOptions, Mapping[str, Any]]
 
 
+#: Prefixes of ONNX Runtime session config keys (``onnxruntime_session_options_config_keys.h``).
+_CONFIG_PREFIXES = ("session.", "optimization.", "mlas.", "ep.", "kernel.", "qdq.", "memory.")
+
+
+def _attribute_names() -> list[str]:
+    opts = ort.SessionOptions()
+    return sorted(a for a in dir(opts) if not a.startswith("_") and not callable(getattr(opts, a)))
+
+
 def _check_threads(threads: int | None) -> None:
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    _validate.integer("threads", threads, minimum=1, allow_none=True)
 
 
 def session_options(threads: int | None = None, options: SessionOptionsLike | None = None) -> ort.SessionOptions:
@@ -95,6 +104,10 @@ def session_options(threads: int | None = None, options: SessionOptionsLike | No
     session config entry (``{"session.intra_op.allow_spinning": "0"}``).
     """
     _check_threads(threads)
+    if options is not None and not isinstance(options, (ort.SessionOptions, Mapping)):
+        raise ArgumentError(
+            f"session_options must be an onnxruntime.SessionOptions or a mapping, got {type(options).__name__}"
+        )
     if isinstance(options, ort.SessionOptions):
         opts = options
     else:
@@ -105,20 +118,29 @@ def session_options(threads: int | None = None, options: SessionOptionsLike | No
         # Idle intra-op threads sleep instead of spinning: measured on a 2-core machine shared with
         # other work, spinning threads halve throughput and double single-query latency; on an idle
         # machine the difference is within noise. {"session.intra_op.allow_spinning": "1"} restores it.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if options is None or "session.intra_op.allow_spinning" not in options:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if options is not None:
-            if not isinstance(options, Mapping):
-                raise TypeError(
-                    f"session_options must be an onnxruntime.SessionOptions or a mapping, got {type(options).__name__}"
-                )
+            attrs = _attribute_names()
             for key, value in options.items():
-                if key in _ENUM_ATTRS and isinstance(value, (int, str)):
-                    enum = _ENUM_ATTRS[key]
-                    value = getattr(enum, value) if isinstance(value, str) else enum(value)
-                if key in _OPTION_ATTRS or (hasattr(opts, key) and not callable(getattr(opts, key))):
-                    setattr(opts, key, value)
+                if not isinstance(key, str):
+                    raise ArgumentError(f"session_options keys must be str, got {key!r}")
+                if key in attrs:
+                    try:
+                        if key in _ENUM_ATTRS and isinstance(value, (int, str)):
+                            enum = _ENUM_ATTRS[key]
+                            value = getattr(enum, value) if isinstance(value, str) else enum(value)
+                        setattr(opts, key, value)
+                    except (TypeError, ValueError, AttributeError) as e:
+                        raise ArgumentError(f"session_options[{key!r}] = {value!r} is not a valid value: {e}") from None
+                elif key.startswith(_CONFIG_PREFIXES):
+                    opts.add_session_config_entry(key, str(value))
                 else:
-                    opts.add_session_config_entry(str(key), str(value))
+                    raise ArgumentError(
+                        f"unknown session_options key {key!r}. Valid keys: the onnxruntime.SessionOptions attributes "
+                        f"{', '.join(attrs)}; or a session config entry starting with {', '.join(_CONFIG_PREFIXES)} "
+                        "(e.g. 'session.intra_op.allow_spinning')."
+                    )
     if threads is not None:
         opts.intra_op_num_threads = threads
     return opts

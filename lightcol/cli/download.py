@@ -1,4 +1,4 @@
-"""``lightcol download MODEL [--cache-dir DIR] [--to DIR] [--token T]``."""
+"""``lightcol download MODEL [--cache-dir DIR] [--to DIR [--force]] [--token T]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     d.add_argument("model", metavar="MODEL", help="a name from 'lightcol models'")
     d.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $LIGHTCOL_CACHE_PATH or ~/.cache/lightcol)")
     d.add_argument("--to", metavar="DIR", help="also write a self-contained model folder here (real files, no symlinks)")
+    d.add_argument("--force", action="store_true", help="with --to: write into a non-empty folder that holds something else")
     d.add_argument("--token", metavar="T", help="Hugging Face token for private/gated repos (default: $HF_TOKEN)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d.set_defaults(run=run)
@@ -29,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from lightcol.registry import get_spec
 
     spec = get_spec(args.model)
-    if args.to:
-        folder = download.export_model_folder(spec, args.to, cache_dir=args.cache_dir, token=args.token)
+    if args.to is not None:
+        folder = download.export_model_folder(spec, args.to, cache_dir=args.cache_dir, token=args.token, force=args.force)
     else:
         folder = download.resolve_model_dir(
             spec, cache_dir=args.cache_dir, token=args.token, verify_hash=True, progress=not args.quiet
