@@ -13,8 +13,11 @@ With ``--verify`` (default) PyTorch and ONNX Runtime run on sample texts, encode
 own rules, and the export fails if the largest absolute difference exceeds ``--tolerance`` (1e-4).
 
 ``--quantize int8`` also writes ``model_int8.onnx``: ONNX Runtime dynamic quantisation (int8
-weights, per output channel; uint8 activations quantised per batch at run time; no reduce_range,
-which only helps CPUs without VNNI / AVX-512). ``--fp16`` writes ``model_fp16.onnx`` (float16
+weights, per output channel, 7-bit range; uint8 activations quantised per batch at run time).
+``reduce_range`` is on by default: measured with onnxruntime 1.32 on an AVX-512 VNNI CPU, full-range
+per-channel weights saturate in its u8s8 kernels (tiny test model: mean cosine vs float32 0.898
+full range, 0.999 reduced; MiniLM on 200 CISI abstracts: min cosine 0.896 vs 0.910, same mean
+0.985, same speed). ``--fp16`` writes ``model_fp16.onnx`` (float16
 weights and compute, float32 inputs/outputs) for GPUs. Both are recorded in ``lightcol_config.json``
 under ``variants`` (``{"int8": "model_int8.onnx"}``), loaded with
 ``LateInteractionTextEmbedding(..., quantized=True)`` or ``model_variant="fp16"``; with ``--verify``
@@ -237,7 +240,7 @@ def verify(module: Any, onnx_path: Path, tokenizer_json: Path, spec: Any) -> flo
     return worst
 
 
-def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = False) -> None:
+def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = True) -> None:
     """Dynamic int8 quantisation of ``src`` into ``dst`` (MatMul/Gather weights int8, activations uint8)."""
     import logging
 
@@ -292,7 +295,7 @@ def export(
     quantize: str | None = None,
     fp16: bool = False,
     per_channel: bool = True,
-    reduce_range: bool = False,
+    reduce_range: bool = True,
     min_cosine: float = 0.9,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out``; return the written ``lightcol_config.json`` as a dict.
@@ -402,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quantize", choices=["int8"], help="also write a dynamically quantised model_int8.onnx")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                    help="int8: one weight scale per output channel (default on: better quality, same speed)")
-    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
-                   help="int8: 7-bit weights, only for CPUs without VNNI (default off)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
+                   help="int8: 7-bit weights (default on: full-range per-channel weights saturate in "
+                        "onnxruntime's u8s8 kernels)")
     p.add_argument("--fp16", action="store_true", help="also write a float16 model_fp16.onnx (for GPUs)")
     p.add_argument("--min-cosine", type=float, default=0.9, help="variants: smallest cosine vs float32 accepted")
     args = p.parse_args(argv)
