@@ -20,6 +20,8 @@ from lightcol.errors import (
     UnknownModelError,
     WorkerError,
 )
+from lightcol.muvera import Muvera
+from lightcol.pooling import pool_tokens, pool_tokens_batch
 from lightcol.registry import list_supported_models
 
 __version__ = "0.1.0"
@@ -42,7 +44,10 @@ __all__ = [
     "ShapeError",
     "UnknownModelError",
     "WorkerError",
+    "Muvera",
     "list_supported_models",
+    "pool_tokens",
+    "pool_tokens_batch",
     "maxsim",
     "__version__",
 ]

@@ -341,7 +341,12 @@ class LateInteractionTextEmbedding:
             )
         return _normalize(np.asarray(out, dtype=np.float32))
 
-    def _embed_documents(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
+    def _embed_documents(
+        self, texts: list[str], batch_size: int, dtype: type = np.float32, pool: tuple[int, int] = (1, 1)
+    ) -> list[np.ndarray]:
+        """Vectors of ``texts`` in input order; ``pool`` = (pool_factor, protected_tokens) pools them (float32 first)."""
+        pooled = pool[0] > 1
+        cast = dtype if not pooled else np.float32
         ids = _rules.tokenize(self._doc_tokenizer, texts)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1  # + marker
         order = np.argsort(lengths, kind="stable")
@@ -349,10 +354,16 @@ class LateInteractionTextEmbedding:
         for idx in _token_batches(lengths, order, batch_size, self.batch_tokens):
             batch = _rules.build_documents([ids[i] for i in idx], self.spec.rules, self._skip)
             vectors = self._run(batch)
-            if dtype is not np.float32:
-                vectors = vectors.astype(dtype)
+            if cast is not np.float32:
+                vectors = vectors.astype(cast)
             for row, i in enumerate(idx.tolist()):
                 result[i] = vectors[row][batch.keep[row]]
+        if pooled:
+            from lightcol.pooling import pool_tokens_batch
+
+            result = pool_tokens_batch(result, *pool)
+            if dtype is not np.float32:
+                result = [v.astype(dtype) for v in result]
         return result
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
@@ -365,19 +376,24 @@ class LateInteractionTextEmbedding:
         return result
 
     def _stream(
-        self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32"
+        self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32",
+        pool: tuple[int, int] = (1, 1),
     ) -> Iterator[np.ndarray]:
         """Validate the arguments now (at the call), then return the lazy generator."""
         _check_batch_size(batch_size)
         out_dtype = _out_dtype(dtype)
         _check_items(items)
-        return self._generate(items, batch_size, is_doc, out_dtype)
+        return self._generate(items, batch_size, is_doc, out_dtype, pool)
 
-    def _generate(self, items: str | Iterable[str], batch_size: int, is_doc: bool, out_dtype: type) -> Iterator[np.ndarray]:
-        encode = self._embed_documents if is_doc else self._embed_queries
+    def _generate(
+        self, items: str | Iterable[str], batch_size: int, is_doc: bool, out_dtype: type, pool: tuple[int, int]
+    ) -> Iterator[np.ndarray]:
         for chunk, error in _windows(_texts(items), _window_size(batch_size)):
             if chunk:
-                yield from encode(chunk, batch_size, out_dtype)
+                if is_doc:
+                    yield from self._embed_documents(chunk, batch_size, out_dtype, pool)
+                else:
+                    yield from self._embed_queries(chunk, batch_size, out_dtype)
             if error is not None:
                 raise error
 
@@ -388,6 +404,8 @@ class LateInteractionTextEmbedding:
         parallel: int | None = None,
         *,
         dtype: Any = "float32",
+        pool_factor: int = 1,
+        protected_tokens: int = 1,
         **kwargs: Any,
     ) -> Iterator[np.ndarray]:
         """Embed documents lazily: one array ``(kept_tokens, dim)`` per document, in input order.
@@ -407,20 +425,26 @@ class LateInteractionTextEmbedding:
                 that dies raises :class:`lightcol.WorkerError`. Inputs of at most
                 ``batch_size`` texts given as a list or tuple are embedded in-process.
             dtype: ``"float32"`` (default) or ``"float16"`` (half the memory; computed in float32).
+            pool_factor: token pooling (:func:`lightcol.pool_tokens`): about ``pool_factor`` vectors
+                become one, by Ward clustering of each document's vectors; ``1`` (default): off.
+            protected_tokens: leading vectors kept unpooled (``[CLS]``), with ``pool_factor > 1``.
         """
         if kwargs:
             raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         _check_batch_size(batch_size)
+        from lightcol.pooling import _check_args
+
+        pool = _check_args(pool_factor, protected_tokens)
         if parallel is None or (isinstance(documents, (list, tuple)) and len(documents) <= batch_size):
             if parallel is not None:
                 from lightcol.parallel import worker_count
 
                 worker_count(parallel)  # validate
-            return self._stream(documents, batch_size, is_doc=True, dtype=dtype)
-        return self._embed_parallel(documents, batch_size, parallel, dtype)
+            return self._stream(documents, batch_size, is_doc=True, dtype=dtype, pool=pool)
+        return self._embed_parallel(documents, batch_size, parallel, dtype, pool)
 
     def _embed_parallel(
-        self, documents: str | Iterable[str], batch_size: int, parallel: int, dtype: Any
+        self, documents: str | Iterable[str], batch_size: int, parallel: int, dtype: Any, pool: tuple[int, int]
     ) -> Iterator[np.ndarray]:
         from lightcol import parallel as _parallel
 
@@ -439,7 +463,7 @@ class LateInteractionTextEmbedding:
             "local_files_only": True,
         }
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
-        return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype)
+        return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
 
     def query_embed(
         self, query: str | Iterable[str], batch_size: int = 256, *, dtype: Any = "float32", **kwargs: Any

@@ -67,9 +67,9 @@ def _worker(init: dict[str, Any], inbox: Any, outbox: Any, parent_pid: int | Non
         item = inbox.get()
         if item is None:
             return
-        chunk_id, texts, batch_size, dtype = item
+        chunk_id, texts, batch_size, dtype, pool = item
         try:
-            vectors = model._embed_documents(texts, batch_size, dtype)
+            vectors = model._embed_documents(texts, batch_size, dtype, pool)
             lengths = np.array([len(v) for v in vectors], dtype=np.int64)
             flat = np.concatenate(vectors) if vectors else np.empty((0, model.dim), dtype=dtype)
             outbox.put((chunk_id, "ok", (flat, lengths)))
@@ -142,6 +142,7 @@ def embed_documents(
     workers: int,
     batch_size: int,
     dtype: type,
+    pool: tuple[int, int] = (1, 1),
 ) -> Iterator[np.ndarray]:
     """Vectors of every text of ``windows`` (see ``embedding._windows``), in order, from ``workers`` processes.
 
@@ -171,7 +172,7 @@ def embed_documents(
                     exhausted = True
                     break
                 if chunk:
-                    inbox.put((sent, chunk, batch_size, dtype))
+                    inbox.put((sent, chunk, batch_size, dtype, pool))
                     sent += 1
                 if error is not None:
                     source_error, exhausted = error, True

@@ -13,6 +13,11 @@ _COLBERT = Path(__file__).resolve().parent.parent / ".venv-colbert" / "bin" / "p
 if "LIGHTCOL_COLBERT_PYTHON" not in os.environ and _COLBERT.is_file():
     os.environ["LIGHTCOL_COLBERT_PYTHON"] = str(_COLBERT)
 
+# FastEmbed pins huggingface-hub<2, so it lives in its own environment too (MUVERA parity)
+_FASTEMBED = Path(__file__).resolve().parent.parent / ".venv-fastembed" / "bin" / "python"
+if "LIGHTCOL_FASTEMBED_PYTHON" not in os.environ and _FASTEMBED.is_file():
+    os.environ["LIGHTCOL_FASTEMBED_PYTHON"] = str(_FASTEMBED)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ONNX_DIR = FIXTURES / "tiny-colbert-onnx"
 CKPT_DIR = FIXTURES / "tiny-colbert"

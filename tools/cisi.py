@@ -47,6 +47,63 @@ def load_cisi(folder: Path | None = None) -> tuple[dict[int, str], dict[int, str
     return docs, queries, qrels
 
 
+def ndcg_at(ranked: list[list[int]], relevant: list[set[int]], k: int = 10) -> float:
+    """Mean binary-gain nDCG@k over queries (``ranked``: doc ids best first; queries without judgments skipped)."""
+    import math
+
+    scores = []
+    for ids, rel in zip(ranked, relevant, strict=True):
+        if not rel:
+            continue
+        dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ids[:k]) if d in rel)
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(rel))))
+        scores.append(dcg / ideal)
+    return sum(scores) / len(scores)
+
+
+def recall_at(ranked: list[list[int]], relevant: list[set[int]], k: int) -> float:
+    """Mean fraction of each query's judged documents found in its top k (queries without judgments skipped)."""
+    scores = [len(set(ids[:k]) & rel) / len(rel) for ids, rel in zip(ranked, relevant, strict=True) if rel]
+    return sum(scores) / len(scores)
+
+
+def overlap_at(ranked: list[list[int]], reference: list[list[int]], k: int) -> float:
+    """Mean fraction of the reference's top k found in ``ranked`` (e.g. recall vs exhaustive MaxSim)."""
+    scores = [len(set(a) & set(b[:k])) / len(b[:k]) for a, b in zip(ranked, reference, strict=True)]
+    return sum(scores) / len(scores)
+
+
+def embedded(model_dir: Path, cache: Path | None = None, batch_size: int = 32):
+    """CISI embedded with the model in ``model_dir``, cached in ``cache`` (an .npz): (doc ids, doc vectors,
+    query ids, query vectors, qrels, embedding seconds)."""
+    import time
+
+    import numpy as np
+
+    docs, queries, qrels = load_cisi()
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        off = z["offsets"]
+        dv = [z["vectors"][off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        qv = list(z["queries"])
+        return list(docs), dv, list(queries), qv, qrels, float(z["seconds"])
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from lightcol import LateInteractionTextEmbedding
+
+    model = LateInteractionTextEmbedding(specific_model_path=model_dir, cuda=False)
+    t = time.perf_counter()
+    dv = list(model.embed(list(docs.values()), batch_size=batch_size))
+    seconds = time.perf_counter() - t
+    qv = list(model.query_embed(list(queries.values())))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        off = np.cumsum([0] + [len(v) for v in dv])
+        np.savez(cache, vectors=np.concatenate(dv), offsets=off, queries=np.stack(qv), seconds=seconds)
+    return list(docs), dv, list(queries), qv, qrels, seconds
+
+
 if __name__ == "__main__":
     d, q, r = load_cisi()
     print(f"{len(d)} documents, {len(q)} queries, {len(r)} judged queries")

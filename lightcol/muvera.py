@@ -1,0 +1,197 @@
+"""MUVERA fixed-dimensional encodings: one long vector per document or query whose dot product approximates MaxSim.
+
+Dhulipala et al., 2024. For each of ``r_reps`` repetitions, ``k_sim`` random hyperplanes (SimHash)
+split the space into ``2**k_sim`` buckets; a document's vectors are averaged per bucket (a query's
+are summed), an empty document bucket takes the vector of the nearest non-empty bucket (by Hamming
+distance of bucket ids), and each bucket's vector is projected to ``dim_proj`` dimensions with a
+random +-1 matrix. The encoding is the concatenation: ``r_reps * 2**k_sim * dim_proj`` numbers.
+
+:class:`Muvera` takes FastEmbed's constructor, methods and attribute names and draws the same random
+matrices from the same seed, so its encodings equal ``fastembed.postprocess.Muvera``'s (to float32
+rounding) and both can fill one collection. It is vectorised over all vectors (and documents) at
+once, where FastEmbed loops over vectors in Python.
+
+Use it to fetch candidates from any single-vector ANN index, then rerank them with exact MaxSim
+(:func:`lightcol.maxsim.rank`). :data:`RECOMMENDED` is lightcol's measured setting (see README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lightcol import _validate
+from lightcol.errors import ArgumentError, ShapeError
+
+__all__ = ["Muvera", "RECOMMENDED", "FASTEMBED_DEFAULTS", "WEAVIATE_DEFAULTS"]
+
+#: FastEmbed's defaults (10,240 dimensions).
+FASTEMBED_DEFAULTS: dict[str, int] = {"k_sim": 5, "dim_proj": 16, "r_reps": 20}
+#: Weaviate's defaults (2,560 dimensions).
+WEAVIATE_DEFAULTS: dict[str, int] = {"k_sim": 4, "dim_proj": 16, "r_reps": 10}
+#: lightcol's recommended setting: 10,240 dimensions like FastEmbed's, better candidates (README table).
+RECOMMENDED: dict[str, int] = {"k_sim": 4, "dim_proj": 16, "r_reps": 40}
+
+#: |float32 SimHash product| below which its sign is recomputed in float64 (float32 error is ~1e-6 here).
+_SIGN_EPS = 1e-4
+#: Vectors encoded per vectorised step of the batch methods (bounds temporary memory).
+_CHUNK_VECTORS = 8192
+
+
+class Muvera:
+    """Fixed-dimensional encodings (FDEs) of multi-vector embeddings, FastEmbed-compatible.
+
+    :param dim: dimension of the input vectors (the model's ``embedding_size``).
+    :param k_sim: SimHash hyperplanes per repetition (``2**k_sim`` buckets).
+    :param dim_proj: dimensions per bucket after the random projection (``<= dim``).
+    :param r_reps: repetitions.
+    :param random_seed: seed of the random hyperplanes and projections (FastEmbed's draw order).
+    """
+
+    def __init__(self, dim: int, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42) -> None:
+        dim = _validate.integer("dim", dim, minimum=1)  # type: ignore[assignment]
+        k_sim = _validate.integer("k_sim", k_sim, minimum=1)  # type: ignore[assignment]
+        dim_proj = _validate.integer("dim_proj", dim_proj, minimum=1)  # type: ignore[assignment]
+        r_reps = _validate.integer("r_reps", r_reps, minimum=1)  # type: ignore[assignment]
+        if k_sim > 16:
+            raise ArgumentError(f"k_sim must be <= 16 (2**k_sim buckets per repetition), got {k_sim}.")
+        if dim_proj > dim:
+            raise ArgumentError(f"Cannot project to a higher dimensionality (dim_proj={dim_proj} > dim={dim}).")
+        self.dim, self.k_sim, self.dim_proj, self.r_reps = dim, k_sim, dim_proj, r_reps
+        self.random_seed = random_seed
+        rng = np.random.default_rng(random_seed)
+        # same draws, same order as FastEmbed: r_reps (dim, k_sim) normals, then the +-1 projections
+        planes = np.stack([rng.normal(size=(dim, k_sim)) for _ in range(r_reps)])  # (r, dim, k)
+        projections = rng.choice([-1, 1], size=(r_reps, dim, dim_proj))  # (r, dim, p)
+        #: (dim, r_reps * k_sim) hyperplane normals, all repetitions side by side
+        self._planes = np.ascontiguousarray(planes.transpose(1, 0, 2).reshape(dim, r_reps * k_sim))  # float64: signs as FastEmbed's
+        self._planes32 = self._planes.astype(np.float32)
+        if dim_proj < dim:
+            proj = projections.astype(np.float32) / np.float32(np.sqrt(dim_proj))
+            self._proj: np.ndarray | None = np.ascontiguousarray(proj.transpose(1, 0, 2).reshape(dim, r_reps * dim_proj))
+        else:
+            self._proj = None  # FastEmbed keeps the bucket vectors as they are when dim_proj == dim
+        b = 2**k_sim
+        ids = np.arange(b)
+        popcount = np.array([bin(x).count("1") for x in range(b)])
+        hamming = popcount[ids[:, None] ^ ids[None, :]]
+        #: (b, b) bucket order by Hamming distance then id: the fill order for empty buckets
+        self._nearest = np.argsort(hamming, axis=1, kind="stable")
+
+    # -- FastEmbed's API -------------------------------------------------------------------------
+    @classmethod
+    def from_multivector_model(
+        cls, model: Any, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42
+    ) -> Muvera:
+        """A Muvera for ``model``'s vectors (its ``embedding_size``)."""
+        return cls(dim=model.embedding_size, k_sim=k_sim, dim_proj=dim_proj, r_reps=r_reps, random_seed=random_seed)
+
+    @property
+    def embedding_size(self) -> int:
+        """Length of every encoding: ``r_reps * 2**k_sim * dim_proj``."""
+        return self.r_reps * 2**self.k_sim * self.dim_proj
+
+    def process_document(self, vectors: npt.ArrayLike) -> np.ndarray:
+        """Encoding of one document's ``(n, dim)`` vectors: bucket means, empty buckets filled."""
+        return self.process_documents([vectors])[0]
+
+    def process_query(self, vectors: npt.ArrayLike) -> np.ndarray:
+        """Encoding of one query's ``(n, dim)`` vectors: bucket sums, empty buckets left zero."""
+        return self.process_queries([vectors])[0]
+
+    def process(self, vectors: npt.ArrayLike, fill_empty_clusters: bool = True, normalize_by_count: bool = True) -> np.ndarray:
+        """Encoding with explicit options (``process_document``: both on; ``process_query``: both off)."""
+        return self._encode([vectors], fill_empty_clusters, normalize_by_count)[0]
+
+    # -- batches -----------------------------------------------------------------------------------
+    def process_documents(self, documents: Iterable[npt.ArrayLike]) -> np.ndarray:
+        """Encodings of many documents at once: float32 array ``(n_documents, embedding_size)``."""
+        return self._encode(documents, True, True)
+
+    def process_queries(self, queries: Iterable[npt.ArrayLike]) -> np.ndarray:
+        """Encodings of many queries at once: float32 array ``(n_queries, embedding_size)``."""
+        return self._encode(queries, False, False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Muvera(dim={self.dim}, k_sim={self.k_sim}, dim_proj={self.dim_proj}, r_reps={self.r_reps}, "
+            f"random_seed={self.random_seed})"
+        )
+
+    # -- implementation ------------------------------------------------------------------------------
+    def _check(self, v: npt.ArrayLike, k: int) -> np.ndarray:
+        a = np.asarray(v)
+        if a.ndim != 2 or a.dtype.kind != "f" or a.shape[1] != self.dim:
+            raise ShapeError(
+                f"multivector {k} must be a float array of shape (n_vectors, {self.dim}) for this Muvera(dim={self.dim}); "
+                f"got shape {a.shape}, dtype {a.dtype}."
+            )
+        if a.shape[0] == 0:
+            raise ShapeError(f"multivector {k} is empty: cannot encode zero vectors.")
+        return a
+
+    def _encode(self, items: Iterable[npt.ArrayLike], fill: bool, mean: bool) -> np.ndarray:
+        docs = [self._check(v, k) for k, v in enumerate(items)]
+        out = np.zeros((len(docs), self.embedding_size), dtype=np.float32)
+        # similar lengths together (less padding); chunks of about _CHUNK_VECTORS padded vectors
+        order = sorted(range(len(docs)), key=lambda i: docs[i].shape[0])
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * docs[order[end]].shape[0] <= _CHUNK_VECTORS:
+                end += 1
+            idx = order[start:end]
+            chunk = np.empty((len(idx), self.embedding_size), dtype=np.float32)
+            self._encode_chunk([docs[i] for i in idx], fill, mean, chunk)
+            out[idx] = chunk
+            start = end
+        return out
+
+    def _encode_chunk(self, docs: list[np.ndarray], fill: bool, mean: bool, out: np.ndarray) -> None:
+        """Encode documents padded to one length: bucket sums as one batched (bucket x token) @ (token x dim_proj) matmul."""
+        r, b, k = self.r_reps, 2**self.k_sim, self.k_sim
+        lengths = np.array([x.shape[0] for x in docs])
+        n_docs, n_max = lengths.shape[0], int(lengths.max())
+        flat = np.concatenate(docs).astype(np.float32, copy=False)  # (t, dim), no padding
+        # SimHash signs: float32 products, the few within rounding of zero redone in float64 (FastEmbed's precision)
+        prod = flat @ self._planes32
+        signs = prod > 0
+        unsure = np.flatnonzero((np.abs(prod) < _SIGN_EPS).any(axis=1))
+        if unsure.shape[0]:
+            signs[unsure] = (flat[unsure].astype(np.float64) @ self._planes) > 0
+        bucket = np.zeros((flat.shape[0], r), dtype=np.int16)
+        signs = signs.reshape(-1, r, k)
+        for bit in range(k):
+            bucket |= signs[..., bit].astype(np.int16) << bit
+        valid = np.arange(n_max)[None, :] < lengths[:, None]  # (docs, tokens)
+        padded = np.full((n_docs, n_max, r), -1, dtype=np.int16)
+        padded[valid] = bucket
+        # one-hot (docs, reps, buckets, tokens); padding tokens match no bucket
+        onehot = padded.transpose(0, 2, 1)[:, :, None, :] == np.arange(b, dtype=np.int16)[None, None, :, None]
+        counts = onehot.sum(axis=3)  # (docs, reps, buckets)
+        if self._proj is not None:  # the projection is linear: project every vector, then sum per bucket
+            width = self.dim_proj
+            vals = np.zeros((n_docs, n_max, r * width), dtype=np.float32)
+            vals[valid] = flat @ self._proj
+        else:
+            width = self.dim
+            vals = np.zeros((n_docs, n_max, r * width), dtype=np.float32)
+            vals[valid] = np.tile(flat, (1, r))
+        per_rep = vals.reshape(n_docs, n_max, r, width).transpose(0, 2, 1, 3)  # (docs, reps, tokens, width) view
+        sums = np.matmul(onehot.astype(np.float32), per_rep)  # (docs, reps, buckets, width)
+        if mean:
+            nz = counts > 0
+            sums[nz] /= counts[nz][:, None]
+        if fill:
+            occupied = counts > 0
+            di, ri, eb = np.nonzero(~occupied)  # every empty (doc, rep, bucket)
+            if di.shape[0]:
+                cand = self._nearest[eb]  # (e, b): buckets by Hamming distance, then id
+                ok = occupied[di[:, None], ri[:, None], cand]
+                nearest = cand[np.arange(cand.shape[0]), ok.argmax(axis=1)]
+                first = onehot[di, ri, nearest].argmax(axis=1)  # its first token (argmax: the first True)
+                sums[di, ri, eb] = per_rep[di, ri, first]
+        out[:] = sums.reshape(n_docs, -1)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Compact multi-vectors on CISI: token pooling and MUVERA, quality and speed, vs SciPy and FastEmbed.
+
+    python tools/make_bench_model.py            # once: .bench/minilm-colbert-onnx
+    python tools/bench_compact.py [--cache /work/cache/cisi-minilm.npz]
+
+Prints two tables (all 1,460 CISI abstracts, 112 queries, the MiniLM benchmark model):
+
+* pooling: vectors kept, nDCG@10 and recall@100 (CISI judgments), overlap@10 with unpooled MaxSim,
+  and the pooling time as a share of the embedding time (lightcol's batched NumPy Ward vs SciPy's
+  ``linkage``/``fcluster`` per document, PyLate's recipe);
+* MUVERA: for FastEmbed's, Weaviate's and candidate settings, nDCG@10 of the encodings alone and the
+  recall@10 against exhaustive MaxSim of the top-N candidates reranked by MaxSim (N = 50...500), plus
+  document-encoding speed vs FastEmbed's ``Muvera.process_document`` (run in ``.venv-fastembed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from cisi import embedded, ndcg_at, overlap_at, recall_at  # noqa: E402
+
+from lightcol import Muvera, maxsim, pool_tokens_batch  # noqa: E402
+from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, WEAVIATE_DEFAULTS  # noqa: E402
+
+MODEL = ROOT / ".bench" / "minilm-colbert-onnx"
+FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
+
+_FASTEMBED_TIMER = """
+import sys, time, numpy as np
+from fastembed.postprocess import Muvera
+z = np.load(sys.argv[1]); cfg = [int(x) for x in sys.argv[2].split(",")]
+docs = [z[f"d{i}"] for i in range(int(z["n"]))]
+m = Muvera(docs[0].shape[1], k_sim=cfg[0], dim_proj=cfg[1], r_reps=cfg[2], random_seed=42)
+t = time.perf_counter(); out = [m.process_document(d) for d in docs]; dt = time.perf_counter() - t
+print(len(docs) / dt)
+"""
+
+
+def scipy_pool(docs: list[np.ndarray], factor: int) -> list[np.ndarray]:
+    """PyLate's recipe with SciPy: Ward linkage on 1 - cos of the non-[CLS] rows, maxclust cut, means."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    out = []
+    for v in docs:
+        rest = v[1:]
+        if len(rest) <= 1:
+            out.append(v)
+            continue
+        d = 1.0 - rest.astype(np.float64) @ rest.astype(np.float64).T
+        np.fill_diagonal(d, 0.0)
+        d = np.maximum((d + d.T) / 2, 0.0)
+        labels = fcluster(linkage(squareform(d, checks=False), method="ward"), t=max(len(rest) // factor, 1), criterion="maxclust")
+        means = [rest[labels == c].mean(axis=0) for c in np.unique(labels)]
+        out.append(np.concatenate([v[:1], np.stack(means)]))
+    return out
+
+
+def ranked_ids(idx: np.ndarray, doc_ids: list[int]) -> list[list[int]]:
+    return [[doc_ids[i] for i in row] for row in idx.tolist()]
+
+
+def pooling_table(doc_ids, dv, qv, rel, embed_seconds) -> None:
+    base_idx, _ = maxsim.rank_many(qv, dv, 100)
+    base = ranked_ids(base_idx, doc_ids)
+    print(f"\n## Token pooling (CISI, {len(dv)} abstracts embedded in {embed_seconds:.1f} s)\n")
+    print("| pool factor | vectors | per doc | nDCG@10 | recall@100 | overlap@10 vs unpooled | lightcol pooling / embedding | SciPy pooling / embedding |")
+    print("|---|---|---|---|---|---|---|---|")
+    for factor in (1, 2, 3, 4):
+        t = time.perf_counter()
+        pooled = pool_tokens_batch(dv, factor)
+        ours = time.perf_counter() - t
+        if factor > 1:
+            t = time.perf_counter()
+            scipy_pool(dv, factor)
+            theirs = time.perf_counter() - t
+        idx, _ = maxsim.rank_many(qv, pooled, 100)
+        ranked = ranked_ids(idx, doc_ids)
+        n = sum(len(v) for v in pooled)
+        share = f"{100 * ours / embed_seconds:.1f}% ({1000 * ours / len(dv):.2f} ms/doc)" if factor > 1 else "-"
+        sshare = f"{100 * theirs / embed_seconds:.1f}% ({1000 * theirs / len(dv):.2f} ms/doc)" if factor > 1 else "-"
+        print(f"| {factor} | {n:,} | {n / len(dv):.1f} | {ndcg_at(ranked, rel):.4f} | {recall_at(ranked, rel, 100):.4f} "
+              f"| {overlap_at(ranked, [r[:10] for r in base], 10):.3f} | {share} | {sshare} |")
+
+
+def fastembed_docs_per_s(docs: list[np.ndarray], cfg: dict[str, int]) -> float | None:
+    if not FASTEMBED_PY.is_file():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(f"{tmp}/d.npz", n=len(docs), **{f"d{i}": d for i, d in enumerate(docs)})
+        out = subprocess.run(
+            [str(FASTEMBED_PY), "-c", _FASTEMBED_TIMER, f"{tmp}/d.npz", f"{cfg['k_sim']},{cfg['dim_proj']},{cfg['r_reps']}"],
+            capture_output=True, text=True, check=True,
+        )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed_docs: int) -> None:
+    exact_idx, _ = maxsim.rank_many(qv, dv, 10)
+    exact = ranked_ids(exact_idx, doc_ids)
+    ns = (50, 100, 200, 500)
+    print(f"\n## MUVERA (CISI; recall@10 = share of exhaustive MaxSim's top 10 among the top N MUVERA candidates)\n")
+    print("| setting | k_sim | dim_proj | r_reps | dims | nDCG@10 alone | " + " | ".join(f"recall@10 N={n}" for n in ns)
+          + " | nDCG@10 N=100 reranked | encode docs/s | FastEmbed docs/s | speed-up |")
+    print("|---|---|---|---|---|---|" + "---|" * len(ns) + "---|---|---|---|")
+    for name, cfg in configs.items():
+        mv = Muvera(dv[0].shape[1], random_seed=42, **cfg)
+        t = time.perf_counter()
+        fd = mv.process_documents(dv)
+        ours = len(dv) / (time.perf_counter() - t)
+        fq = mv.process_queries(qv)
+        sims = fq @ fd.T
+        order = np.argsort(-sims, axis=1, kind="stable")
+        alone = ranked_ids(order[:, :10], doc_ids)
+        recalls = []
+        reranked100 = None
+        for n in ns:
+            cand = order[:, :n]
+            top = []
+            for qi, c in enumerate(cand):
+                sub = [dv[i] for i in c]
+                ridx, _ = maxsim.rank(qv[qi], sub, 10)
+                top.append([doc_ids[c[i]] for i in ridx])
+            recalls.append(overlap_at(top, exact, 10))
+            if n == 100:
+                reranked100 = top
+        theirs = fastembed_docs_per_s(dv[:speed_docs], cfg)
+        speed = f"{theirs:.0f} | {ours / theirs:.1f}x" if theirs else "n/a | n/a"
+        print(f"| {name} | {cfg['k_sim']} | {cfg['dim_proj']} | {cfg['r_reps']} | {mv.embedding_size:,} | {ndcg_at(alone, rel):.4f} | "
+              + " | ".join(f"{r:.3f}" for r in recalls) + f" | {ndcg_at(reranked100, rel):.4f} | {ours:.0f} | {speed} |")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, default=MODEL)
+    p.add_argument("--cache", type=Path, default=None, help="cache the CISI vectors in this .npz (reruns skip embedding)")
+    p.add_argument("--speed-docs", type=int, default=300, help="documents FastEmbed's Muvera is timed on")
+    p.add_argument("--search", action="store_true", help="also try more MUVERA settings (<= 10,240 dims)")
+    args = p.parse_args()
+    doc_ids, dv, query_ids, qv, qrels, seconds = embedded(args.model, args.cache)
+    rel = [qrels.get(q, set()) for q in query_ids]
+    print(f"model {args.model.name}: {len(dv)} documents ({sum(len(v) for v in dv):,} vectors), {len(qv)} queries; "
+          f"embedding took {seconds:.1f} s")
+    pooling_table(doc_ids, dv, qv, rel, seconds)
+    configs = {"FastEmbed default": FASTEMBED_DEFAULTS, "Weaviate default": WEAVIATE_DEFAULTS, "lightcol recommended": RECOMMENDED}
+    if args.search:
+        for k, dp, r in ((3, 16, 80), (4, 32, 20), (3, 32, 40), (2, 32, 80), (4, 8, 80), (5, 8, 40)):
+            configs[f"k{k} p{dp} r{r}"] = {"k_sim": k, "dim_proj": dp, "r_reps": r}
+    muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
