@@ -152,8 +152,7 @@ class LateInteractionTextEmbedding:
         **kwargs: Any,
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
-        if kwargs:
-            raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+        session_options = _session.merge_keyword_options(session_options, kwargs)  # FastEmbed: extra kwargs
         if device_id is None and device_ids:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
@@ -323,6 +322,13 @@ class LateInteractionTextEmbedding:
         """Every model in the registry, as FastEmbed's dicts plus lightcol's keys (``rules``...)."""
         return list_supported_models()
 
+    @classmethod
+    def _list_supported_models(cls) -> list[ModelSpec]:
+        """Registry entries as objects with FastEmbed's description attributes (``.model``, ``.dim``...)."""
+        from lightcol.registry import all_specs
+
+        return all_specs()
+
     # -- encoding --------------------------------------------------------------------------------
     def _run(self, batch: _rules.Batch) -> np.ndarray:
         session = self.model
@@ -465,6 +471,10 @@ class LateInteractionTextEmbedding:
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
         return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
 
+    def passage_embed(self, texts: str | Iterable[str], **kwargs: Any) -> Iterator[np.ndarray]:
+        """FastEmbed's name for :meth:`embed` (same arguments, same vectors)."""
+        return self.embed(texts, **kwargs)
+
     def query_embed(
         self, query: str | Iterable[str], batch_size: int = 256, *, dtype: Any = "float32", **kwargs: Any
     ) -> Iterator[np.ndarray]:
@@ -481,10 +491,12 @@ class LateInteractionTextEmbedding:
     def token_count(
         self, texts: str | Iterable[str], batch_size: int = 1024, is_doc: bool = True, include_extension: bool = False
     ) -> int:
-        """Tokens the model sees for ``texts``: ``[CLS]``, marker, text and ``[SEP]`` after truncation.
+        """Tokens of ``texts`` after truncation to the model's lengths, as FastEmbed counts them.
 
-        With ``is_doc=False`` and ``include_extension=True``, queries count their mask-token
-        expansion too (every query then counts ``query_length``).
+        ``[CLS] text [SEP]`` per text; ``include_extension=True`` adds what lightcol adds around it:
+        the marker token (documents: +1 each), and for queries the marker plus the mask-token
+        expansion (every query then counts exactly ``query_length``, what the encoder sees).
+        Unlike FastEmbed, queries are truncated to ``query_length`` (as colbert-ai does).
         """
         _check_batch_size(batch_size)
         _check_items(texts)
@@ -494,7 +506,9 @@ class LateInteractionTextEmbedding:
             if not is_doc and include_extension:
                 total += len(chunk) * self.spec.rules.query_length
             else:
-                total += sum(len(s) + 1 for s in _rules.tokenize(tokenizer, chunk))  # + marker
+                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk))
+                if include_extension:
+                    total += len(chunk)  # the document marker
             if error is not None:
                 raise error
         return total

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lightcol.errors import RegistryError, UnknownModelError
+from lightcol.errors import ArgumentError, RegistryError, UnknownModelError
 
 #: Name of the rules file that ``tools/export_onnx.py`` and ``lightcol download --to`` write into a model folder.
 FOLDER_CONFIG = "lightcol_config.json"
@@ -227,7 +227,7 @@ def _registry() -> dict[str, ModelSpec]:
 def get_spec(model_name: str) -> ModelSpec:
     """The registry entry for ``model_name`` (case-insensitive), or :class:`UnknownModelError`."""
     if not isinstance(model_name, str):
-        raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
+        raise ArgumentError(f"model_name must be a str, got {type(model_name).__name__}")
     spec = _registry().get(model_name.lower())
     if spec is None:
         names = ", ".join(s.model for s in _registry().values())
@@ -236,6 +236,11 @@ def get_spec(model_name: str) -> ModelSpec:
             "For a model folder exported with tools/export_onnx.py, pass specific_model_path=FOLDER."
         )
     return spec
+
+
+def all_specs() -> list[ModelSpec]:
+    """Every registry entry (objects with FastEmbed's description attributes: ``.model``, ``.dim``...)."""
+    return list(_registry().values())
 
 
 def list_supported_models() -> list[dict[str, Any]]:

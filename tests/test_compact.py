@@ -142,7 +142,7 @@ def test_muvera_equals_fastembed(tmp_path) -> None:
 
 def test_muvera_api_and_errors(model) -> None:
     m = Muvera.from_multivector_model(model, **RECOMMENDED)
-    assert (m.dim, m.k_sim, m.dim_proj, m.r_reps) == (16, 4, 16, 40) and m.embedding_size == 10240
+    assert (m.dim, m.k_sim, m.dim_proj, m.r_reps) == (16, 4, 8, 80) and m.embedding_size == 10240
     assert Muvera(128, **FASTEMBED_DEFAULTS).embedding_size == 10240
     assert Muvera(128, **WEAVIATE_DEFAULTS).embedding_size == 2560
     docs = list(model.embed(random_texts(12, seed=5)))

@@ -83,8 +83,8 @@ def embedded(model_dir: Path, cache: Path | None = None, batch_size: int = 32):
     docs, queries, qrels = load_cisi()
     if cache is not None and cache.is_file():
         z = np.load(cache)
-        off = z["offsets"]
-        dv = [z["vectors"][off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        off, vectors = z["offsets"], z["vectors"]  # each z[...] reads the member again: read once
+        dv = [vectors[off[i] : off[i + 1]] for i in range(len(off) - 1)]
         qv = list(z["queries"])
         return list(docs), dv, list(queries), qv, qrels, float(z["seconds"])
     import sys
