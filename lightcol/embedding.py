@@ -13,9 +13,9 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol import _validate
+from lightcol import _fastembed, _validate
 from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
-from lightcol.registry import ModelSpec, get_spec, list_supported_models, read_folder_config
+from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models, read_folder_config
 
 DEFAULT_MODEL = "colbert-ir/colbertv2.0"
 #: Texts tokenized together before length-sorting into batches (in units of ``batch_size``) ...
@@ -152,8 +152,7 @@ class LateInteractionTextEmbedding:
         **kwargs: Any,
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
-        if kwargs:
-            raise ArgumentError(f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+        session_options = _fastembed.session_keywords(kwargs, session_options)
         if device_id is None and device_ids:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
@@ -295,8 +294,14 @@ class LateInteractionTextEmbedding:
         self._model = sess
 
     @property
-    def model(self) -> Any:
-        """The ONNX Runtime session (opened on first use when ``lazy_load=True``)."""
+    def model(self) -> _fastembed.ModelHandle:
+        """The model, shaped as FastEmbed's: ``.model`` is the ONNX Runtime session (absent until loaded
+        with ``lazy_load=True``), ``._model_dir`` the folder, ``.tokenizer`` the document tokenizer; other
+        attributes are the session's (``embedding.model.get_inputs()``), opening it on first use."""
+        return _fastembed.ModelHandle(self)
+
+    def _session(self) -> Any:
+        """The ONNX Runtime session, opened now if ``lazy_load=True`` deferred it."""
         if self._model is None:
             with self._session_lock:
                 if self._model is None:
@@ -323,9 +328,14 @@ class LateInteractionTextEmbedding:
         """Every model in the registry, as FastEmbed's dicts plus lightcol's keys (``rules``...)."""
         return list_supported_models()
 
+    @classmethod
+    def _list_supported_models(cls) -> list[ModelSpec]:
+        """Every registry entry as an object with ``.model``, ``.dim``, ``.model_file``... (as FastEmbed's)."""
+        return list_specs()
+
     # -- encoding --------------------------------------------------------------------------------
     def _run(self, batch: _rules.Batch) -> np.ndarray:
-        session = self.model
+        session = self._session()
         feeds: dict[str, np.ndarray] = {}
         for name, dtype in self._input_types.items():  # names checked at load
             if name == "input_ids":
@@ -481,23 +491,32 @@ class LateInteractionTextEmbedding:
     def token_count(
         self, texts: str | Iterable[str], batch_size: int = 1024, is_doc: bool = True, include_extension: bool = False
     ) -> int:
-        """Tokens the model sees for ``texts``: ``[CLS]``, marker, text and ``[SEP]`` after truncation.
+        """Tokens of ``texts`` as FastEmbed counts them: ``[CLS]``, text and ``[SEP]`` after truncation.
 
-        With ``is_doc=False`` and ``include_extension=True``, queries count their mask-token
-        expansion too (every query then counts ``query_length``).
+        ``include_extension=True`` adds the document/query marker of each text, and for queries
+        the mask-token expansion (every query then counts ``query_length``). Unlike FastEmbed,
+        texts are truncated as lightcol embeds them: documents at the model's document length,
+        queries at its query length (FastEmbed: both at 512), marker included.
         """
         _check_batch_size(batch_size)
         _check_items(texts)
         tokenizer = self._doc_tokenizer if is_doc else self._query_tokenizer
+        query_length = self.spec.rules.query_length
         total = 0
         for chunk, error in _windows(_texts(texts), batch_size):
             if not is_doc and include_extension:
-                total += len(chunk) * self.spec.rules.query_length
+                total += len(chunk) * query_length  # marker + text + [MASK] expansion
             else:
-                total += sum(len(s) + 1 for s in _rules.tokenize(tokenizer, chunk))  # + marker
+                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk))
+                if include_extension:
+                    total += len(chunk)  # one document marker each
             if error is not None:
                 raise error
         return total
+
+    def passage_embed(self, texts: str | Iterable[str], **kwargs: Any) -> Iterator[np.ndarray]:
+        """FastEmbed's alias of :meth:`embed` (same arguments)."""
+        return self.embed(texts, **kwargs)
 
     def rerank(
         self, query: str, documents: Sequence[str], k: int | None = None, batch_size: int = 256

@@ -23,6 +23,10 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+#: FastEmbed's ``Device`` names for ``cuda=``.
+_DEVICES: dict[str, bool | str] = {"cuda": True, "cpu": False, "auto": "auto"}
+
+
 def choose_providers(
     cuda: bool | Literal["auto"] = "auto",
     providers: Sequence[ProviderSpec] | None = None,
@@ -32,8 +36,12 @@ def choose_providers(
 
     ``cuda="auto"`` takes CUDA when onnxruntime offers it, else the CPU; ``cuda=True`` insists on CUDA;
     ``providers`` is taken as given (names checked) and cannot be combined with ``cuda=True``.
+    FastEmbed's ``Device`` values (``"cuda"``, ``"cpu"``, ``"auto"``: a ``str`` enum) mean ``True``,
+    ``False`` and ``"auto"``.
     """
     available = available_providers()
+    if isinstance(cuda, str) and not isinstance(cuda, bool):
+        cuda = _DEVICES.get(str(cuda.value if hasattr(cuda, "value") else cuda).lower(), cuda)
     if providers is not None:
         if cuda is True:
             raise ProviderError("Pass either providers=[...] or cuda=True, not both.")
@@ -52,7 +60,7 @@ def choose_providers(
             raise ProviderError(f"providers is empty; choose from {available}")
         return resolved
     if cuda not in (True, False, "auto"):
-        raise ProviderError(f"cuda must be True, False or 'auto', got {cuda!r}")
+        raise ProviderError(f"cuda must be True, False or 'auto' (or FastEmbed's 'cuda' / 'cpu'), got {cuda!r}")
     if cuda is True and CUDA not in available:
         raise ProviderError(
             f"cuda=True but onnxruntime offers no CUDAExecutionProvider (available: {available}). "

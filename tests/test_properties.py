@@ -34,7 +34,7 @@ def test_shapes_and_unit_norm_rows(model, items) -> None:
     docs = list(model.embed(items))
     queries = list(model.query_embed(items))
     assert len(docs) == len(queries) == len(items)
-    counts = [model.token_count(t) for t in items]
+    counts = [model.token_count(t, include_extension=True) for t in items]
     for d, q, n in zip(docs, queries, counts, strict=True):
         assert d.ndim == 2 and d.shape[1] == DIM and 3 <= d.shape[0] <= n <= DLEN
         assert q.shape == (QLEN, DIM)
