@@ -199,6 +199,8 @@ def test_user_script_runs_unchanged_on_both(tmp_path) -> None:
     assert set(fe["keys"]) <= set(lc["keys"])
     assert {k: v for k, v in lc["dims"].items() if k in fe["dims"]} == {k: fe["dims"][k] for k in lc["dims"] if k in fe["dims"]}
     assert len(fe_vectors) == len(lc_vectors) == 10
-    for a, b in zip(fe_vectors, lc_vectors, strict=True):
+    for i, (a, b) in enumerate(zip(fe_vectors, lc_vectors, strict=True)):
         assert a.shape == b.shape
+        if i >= 6:  # documented difference: FastEmbed returns query rows as the graph does, lightcol unit-norm
+            a = a / np.linalg.norm(a, axis=1, keepdims=True)
         np.testing.assert_allclose(a, b, atol=1e-5)
