@@ -131,6 +131,9 @@ class LateInteractionTextEmbedding:
             same as ``model_variant="int8"``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
+        **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
+            ``enable_cpu_mem_arena=False``), merged into ``session_options``; ``device_ids``
+            (FastEmbed's): its first id is ``device_id``. Any other keyword raises a ``TypeError``.
     """
 
     def __init__(
