@@ -13,9 +13,9 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol import _validate
+from lightcol import _fastembed, _validate
 from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
-from lightcol.registry import ModelSpec, get_spec, list_supported_models, read_folder_config
+from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models, read_folder_config
 
 DEFAULT_MODEL = "colbert-ir/colbertv2.0"
 #: Texts tokenized together before length-sorting into batches (in units of ``batch_size``) ...
@@ -131,6 +131,9 @@ class LateInteractionTextEmbedding:
             same as ``model_variant="int8"``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
+        **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
+            ``enable_cpu_mem_arena=False``), merged into ``session_options``; ``device_ids``
+            (FastEmbed's): its first id is ``device_id``. Any other keyword raises a ``TypeError``.
     """
 
     def __init__(
@@ -152,7 +155,7 @@ class LateInteractionTextEmbedding:
         **kwargs: Any,
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
-        session_options = _session.merge_keyword_options(session_options, kwargs)  # FastEmbed: extra kwargs
+        session_options = _fastembed.session_keywords(kwargs, session_options)
         if device_id is None and device_ids:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
@@ -294,8 +297,14 @@ class LateInteractionTextEmbedding:
         self._model = sess
 
     @property
-    def model(self) -> Any:
-        """The ONNX Runtime session (opened on first use when ``lazy_load=True``)."""
+    def model(self) -> _fastembed.ModelHandle:
+        """The model, shaped as FastEmbed's: ``.model`` is the ONNX Runtime session (absent until loaded
+        with ``lazy_load=True``), ``._model_dir`` the folder, ``.tokenizer`` the document tokenizer; other
+        attributes are the session's (``embedding.model.get_inputs()``), opening it on first use."""
+        return _fastembed.ModelHandle(self)
+
+    def _session(self) -> Any:
+        """The ONNX Runtime session, opened now if ``lazy_load=True`` deferred it."""
         if self._model is None:
             with self._session_lock:
                 if self._model is None:
@@ -324,14 +333,12 @@ class LateInteractionTextEmbedding:
 
     @classmethod
     def _list_supported_models(cls) -> list[ModelSpec]:
-        """Registry entries as objects with FastEmbed's description attributes (``.model``, ``.dim``...)."""
-        from lightcol.registry import all_specs
-
-        return all_specs()
+        """Every registry entry as an object with ``.model``, ``.dim``, ``.model_file``... (as FastEmbed's)."""
+        return list_specs()
 
     # -- encoding --------------------------------------------------------------------------------
     def _run(self, batch: _rules.Batch) -> np.ndarray:
-        session = self.model
+        session = self._session()
         feeds: dict[str, np.ndarray] = {}
         for name, dtype in self._input_types.items():  # names checked at load
             if name == "input_ids":
@@ -471,10 +478,6 @@ class LateInteractionTextEmbedding:
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
         return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
 
-    def passage_embed(self, texts: str | Iterable[str], **kwargs: Any) -> Iterator[np.ndarray]:
-        """FastEmbed's name for :meth:`embed` (same arguments, same vectors)."""
-        return self.embed(texts, **kwargs)
-
     def query_embed(
         self, query: str | Iterable[str], batch_size: int = 256, *, dtype: Any = "float32", **kwargs: Any
     ) -> Iterator[np.ndarray]:
@@ -491,27 +494,32 @@ class LateInteractionTextEmbedding:
     def token_count(
         self, texts: str | Iterable[str], batch_size: int = 1024, is_doc: bool = True, include_extension: bool = False
     ) -> int:
-        """Tokens of ``texts`` after truncation to the model's lengths, as FastEmbed counts them.
+        """Tokens of ``texts`` as FastEmbed counts them: ``[CLS]``, text and ``[SEP]`` after truncation.
 
-        ``[CLS] text [SEP]`` per text; ``include_extension=True`` adds what lightcol adds around it:
-        the marker token (documents: +1 each), and for queries the marker plus the mask-token
-        expansion (every query then counts exactly ``query_length``, what the encoder sees).
-        Unlike FastEmbed, queries are truncated to ``query_length`` (as colbert-ai does).
+        ``include_extension=True`` adds the document/query marker of each text, and for queries
+        the mask-token expansion (every query then counts ``query_length``). Unlike FastEmbed,
+        texts are truncated as lightcol embeds them: documents at the model's document length,
+        queries at its query length (FastEmbed: both at 512), marker included.
         """
         _check_batch_size(batch_size)
         _check_items(texts)
         tokenizer = self._doc_tokenizer if is_doc else self._query_tokenizer
+        query_length = self.spec.rules.query_length
         total = 0
         for chunk, error in _windows(_texts(texts), batch_size):
             if not is_doc and include_extension:
-                total += len(chunk) * self.spec.rules.query_length
+                total += len(chunk) * query_length  # marker + text + [MASK] expansion
             else:
                 total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk))
                 if include_extension:
-                    total += len(chunk)  # the document marker
+                    total += len(chunk)  # one document marker each
             if error is not None:
                 raise error
         return total
+
+    def passage_embed(self, texts: str | Iterable[str], **kwargs: Any) -> Iterator[np.ndarray]:
+        """FastEmbed's alias of :meth:`embed` (same arguments)."""
+        return self.embed(texts, **kwargs)
 
     def rerank(
         self, query: str, documents: Sequence[str], k: int | None = None, batch_size: int = 256

@@ -238,14 +238,26 @@ def get_spec(model_name: str) -> ModelSpec:
     return spec
 
 
-def all_specs() -> list[ModelSpec]:
-    """Every registry entry (objects with FastEmbed's description attributes: ``.model``, ``.dim``...)."""
+def list_specs() -> list[ModelSpec]:
+    """Every registry entry."""
     return list(_registry().values())
 
 
 def list_supported_models() -> list[dict[str, Any]]:
-    """Every registry entry as a dict with FastEmbed's keys plus lightcol's (``rules``, ``tokenizer_files``...)."""
-    return [copy.deepcopy(s.to_dict()) for s in _registry().values()]
+    """Every registry entry as a dict with every key FastEmbed's has (``tasks``, ``sources.url``...)
+    plus lightcol's (``rules``, ``tokenizer_files``...)."""
+    out = []
+    for spec in list_specs():
+        d = copy.deepcopy(spec.to_dict())
+        d.setdefault("tasks", {})
+        for key, value in _FASTEMBED_SOURCES.items():
+            d["sources"].setdefault(key, value)
+        out.append(d)
+    return out
+
+
+#: Keys of FastEmbed's ``sources`` that lightcol's entries may leave out, with FastEmbed's defaults.
+_FASTEMBED_SOURCES = {"hf": None, "url": None, "_deprecated_tar_struct": False}
 
 
 def read_folder_config(folder: Path) -> ModelSpec | None:

@@ -23,6 +23,10 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+#: FastEmbed's ``Device`` names for ``cuda=``.
+_DEVICES: dict[str, bool | str] = {"cuda": True, "cpu": False, "auto": "auto"}
+
+
 def choose_providers(
     cuda: bool | Literal["auto"] = "auto",
     providers: Sequence[ProviderSpec] | None = None,
@@ -32,10 +36,12 @@ def choose_providers(
 
     ``cuda="auto"`` takes CUDA when onnxruntime offers it, else the CPU; ``cuda=True`` insists on CUDA;
     ``providers`` is taken as given (names checked) and cannot be combined with ``cuda=True``.
+    FastEmbed's ``Device`` values (``"cuda"``, ``"cpu"``, ``"auto"``: a ``str`` enum) mean ``True``,
+    ``False`` and ``"auto"``.
     """
     available = available_providers()
-    if isinstance(cuda, str) and cuda in ("cuda", "cpu"):  # FastEmbed's Device enum (a str enum)
-        cuda = cuda == "cuda"
+    if isinstance(cuda, str) and not isinstance(cuda, bool):
+        cuda = _DEVICES.get(str(cuda.value if hasattr(cuda, "value") else cuda).lower(), cuda)
     if providers is not None:
         if cuda is True:
             raise ProviderError("Pass either providers=[...] or cuda=True, not both.")
@@ -54,7 +60,7 @@ def choose_providers(
             raise ProviderError(f"providers is empty; choose from {available}")
         return resolved
     if cuda not in (True, False, "auto"):
-        raise ProviderError(f"cuda must be True, False, 'auto' (or FastEmbed's Device.CUDA/CPU/AUTO), got {cuda!r}")
+        raise ProviderError(f"cuda must be True, False or 'auto' (or FastEmbed's 'cuda' / 'cpu'), got {cuda!r}")
     if cuda is True and CUDA not in available:
         raise ProviderError(
             f"cuda=True but onnxruntime offers no CUDAExecutionProvider (available: {available}). "
@@ -94,32 +100,6 @@ def _attribute_names() -> list[str]:
 
 def _check_threads(threads: int | None) -> None:
     _validate.integer("threads", threads, minimum=1, allow_none=True)
-
-
-def merge_keyword_options(options: SessionOptionsLike | None, extra: dict[str, Any]) -> SessionOptionsLike | None:
-    """FastEmbed passes the constructor's extra keyword arguments (``enable_cpu_mem_arena=False``) to the
-    session options: fold those that are ``SessionOptions`` attributes into ``options``; any other
-    keyword is an :class:`ArgumentError` (a ``TypeError``) naming it."""
-    if not extra:
-        return options
-    attrs = _attribute_names()
-    unknown = sorted(k for k in extra if k not in attrs)
-    if unknown:
-        raise ArgumentError(
-            f"unexpected keyword argument(s): {', '.join(unknown)} (keyword session options are "
-            f"onnxruntime.SessionOptions attributes: {', '.join(attrs)})"
-        )
-    if isinstance(options, ort.SessionOptions):
-        raise ArgumentError(
-            f"pass the session options {', '.join(sorted(extra))} either as keywords or inside session_options, "
-            "not both (session_options is an onnxruntime.SessionOptions object)"
-        )
-    merged = dict(options or {})
-    for key, value in extra.items():
-        if key in merged and merged[key] != value:
-            raise ArgumentError(f"{key} is given twice with different values (keyword and session_options)")
-        merged[key] = value
-    return merged
 
 
 def session_options(threads: int | None = None, options: SessionOptionsLike | None = None) -> ort.SessionOptions:

@@ -126,7 +126,6 @@ def test_odd_texts_are_embedded(model) -> None:
         np.testing.assert_allclose(docs[i], docs[0], atol=1e-6, err_msg=repr(text))
         np.testing.assert_allclose(queries[i], queries[0], atol=1e-6, err_msg=repr(text))
     assert model.token_count(EMPTY_LIKE, include_extension=True) == 3 * len(EMPTY_LIKE)
-    assert model.token_count(EMPTY_LIKE) == 2 * len(EMPTY_LIKE)
     # punctuation is seen by the encoder (it changes the context) even though its rows are dropped
     assert not np.allclose(docs[len(EMPTY_LIKE)], docs[0], atol=1e-3)
 
