@@ -47,6 +47,15 @@ def load_cisi(folder: Path | None = None) -> tuple[dict[int, str], dict[int, str
     return docs, queries, qrels
 
 
+def ndcg_at_k(ranked: list, judged: set, k: int = 10) -> float:
+    """nDCG@k of one ranking (ids, best first) against the set of relevant ids (binary gains)."""
+    import math
+
+    dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in judged)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(judged))))
+    return dcg / ideal if ideal else 0.0
+
+
 if __name__ == "__main__":
     d, q, r = load_cisi()
     print(f"{len(d)} documents, {len(q)} queries, {len(r)} judged queries")
