@@ -99,6 +99,43 @@ def test_qdrant_ranks_as_exhaustive_maxsim(model, texts, collection, tmp_path, w
     client.close()
 
 
+class MeanPool:
+    """A stand-in for a FastEmbed-compatible Muvera (same three members): the mean vector."""
+
+    def __init__(self, dim: int) -> None:
+        self.embedding_size = dim
+
+    def process_document(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors.mean(axis=0)
+
+    process_query = process_document
+
+
+def test_qdrant_prefetch_then_maxsim(model, texts, collection) -> None:
+    from qdrant_client import QdrantClient
+
+    from lightcol.integrations import qdrant
+
+    pool = MeanPool(model.embedding_size)
+    client = QdrantClient(":memory:")
+    qdrant.create_collection(client, "docs", model, muvera=pool)
+    assert client.get_collection("docs").config.params.vectors["muvera"].size == model.embedding_size
+    qdrant.upsert(client, "docs", documents=texts, model=model, muvera=pool, show_progress=False)
+    dense = np.stack([v.mean(axis=0) for v in collection])
+    for query in QUERIES:
+        q = next(model.query_embed([query]))
+        # every point prefetched: exactly the exhaustive ranking
+        full = qdrant.query(client, "docs", query, model=model, limit=10, muvera=pool, prefetch_limit=N_DOCS)
+        assert [p.id for p in full] == [i for i, _ in exhaustive(model, collection, query, 10)]
+        # 12 prefetched by the dense field, reranked by MaxSim
+        got = qdrant.query(client, "docs", query, model=model, limit=5, muvera=pool, prefetch_limit=12)
+        candidates = np.argsort(-(dense @ q.mean(axis=0)), kind="stable")[:12]
+        scores = collection.score(q)
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][:5]
+        assert [p.id for p in got] == order.tolist()
+        np.testing.assert_allclose([p.score for p in got], scores[order], rtol=1e-5)
+
+
 def test_qdrant_string_ids_and_stored_vectors(model, texts) -> None:
     from qdrant_client import QdrantClient
 
