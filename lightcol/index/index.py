@@ -153,6 +153,7 @@ class Index:
         kmeans_iters: int = 8,
         keep_full: bool = False,
         show_progress: bool = True,
+        extra_meta: dict[str, Any] | None = None,
     ) -> Index:
         """Build an index at ``path`` (a file; replaced atomically) and return it opened.
 
@@ -164,6 +165,7 @@ class Index:
         :param n_centroids: k-means centroids; default a power of two near ``training vectors / 50``.
         :param model: model name recorded in the index (checked by callers that embed queries).
         :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
+        :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
         """
         path = os.path.abspath(os.fspath(path))
         docs = _documents(ids, embeddings, None, set(), 0)
@@ -223,7 +225,7 @@ class Index:
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
-            meta = {"model": model, "seed": seed, "sample_tokens": sample_tokens, "kmeans_iters": kmeans_iters}
+            meta = {**(extra_meta or {}), "model": model, "seed": seed, "sample_tokens": sample_tokens, "kmeans_iters": kmeans_iters}
             _finish(writer, codec, code_arr, offsets, all_ids, meta)
         except BaseException:
             writer.abort()
