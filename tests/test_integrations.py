@@ -328,3 +328,24 @@ def test_llama_index_retriever(model, texts, collection) -> None:
         assert [n.node.get_content() for n in got] == [texts[i] for i, _ in expected]
         np.testing.assert_allclose([n.score for n in got], [s for _, s in expected], rtol=1e-6)
     assert got[0].node.node_id == f"n{expected[0][0]}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the retrievers over a lightcol.Index (compressed) answer what Index.search answers
+
+
+def test_retrievers_over_index(model, texts, tmp_path) -> None:
+    from lightcol import Index
+    from lightcol.integrations.langchain import LightcolRetriever as LangchainRetriever
+    from lightcol.integrations.llama_index import LightcolRetriever as LlamaRetriever
+
+    index = Index.build(tmp_path / "docs.lci", [f"d{i}" for i in range(len(texts))], model.embed(texts), nbits=4,
+                        show_progress=False)
+    by_id = {f"d{i}": t for i, t in enumerate(texts)}
+    for query in QUERIES:
+        expected = index.search(next(model.query_embed([query])), k=5)
+        docs = LangchainRetriever(source=index, model=model, documents=by_id, k=5).invoke(query)
+        assert [(d.metadata["id"], d.page_content) for d in docs] == [(i, by_id[i]) for i, _ in expected]
+        np.testing.assert_allclose([d.metadata["relevance_score"] for d in docs], [s for _, s in expected], rtol=1e-6)
+        nodes = LlamaRetriever(index, model, by_id, similarity_top_k=5).retrieve(query)
+        assert [(n.node.node_id, n.score) for n in nodes] == [(i, pytest.approx(s, rel=1e-6)) for i, s in expected]
