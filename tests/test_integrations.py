@@ -349,3 +349,17 @@ def test_retrievers_over_index(model, texts, tmp_path) -> None:
         np.testing.assert_allclose([d.metadata["relevance_score"] for d in docs], [s for _, s in expected], rtol=1e-6)
         nodes = LlamaRetriever(index, model, by_id, similarity_top_k=5).retrieve(query)
         assert [(n.node.node_id, n.score) for n in nodes] == [(i, pytest.approx(s, rel=1e-6)) for i, s in expected]
+
+
+def test_store_errors_stop_the_stream(model, texts) -> None:
+    from lightcol.integrations import weaviate as lw
+
+    class Rejecting(_Recorder):
+        def insert_many(self, objects):
+            super().insert_many(objects)
+            return type("Result", (), {"errors": {1: "vector dimensions mismatch"}})()
+
+    rec = Rejecting()
+    with pytest.raises(RuntimeError, match="rejected 1 object.*object 1: vector dimensions mismatch"):
+        lw.insert(rec, texts[:10], model=model, batch_size=4, show_progress=False)
+    assert len(rec.inserted) == 4  # the first batch only: nothing sent after the error

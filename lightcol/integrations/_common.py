@@ -82,6 +82,31 @@ def embedded_batches(
         raise ShapeError("got more ids than documents.")
 
 
+def store_behind(batches: Iterable[list[Embedded]], store: Callable[[list[Embedded]], int]) -> int:
+    """Run ``store`` on each batch in a background thread while the next batch is embedded; the
+    total ``store`` returned. ONNX Runtime releases the GIL, so the store's Python work (building
+    points, serialising) overlaps the model instead of following it. An error in either side stops
+    both and is raised here.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    total = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lightcol-store") as pool:
+        pending = None
+        try:
+            for batch in batches:
+                if pending is not None:
+                    total += pending.result()
+                pending = pool.submit(store, batch)
+            if pending is not None:
+                total += pending.result()
+                pending = None
+        finally:
+            if pending is not None:
+                pending.cancel()
+    return total
+
+
 def lookup(documents: Mapping[Id, Any] | Sequence[Any] | Callable[[Id], Any], doc_id: Id) -> Any:
     """What ``documents`` holds for ``doc_id``: a mapping's value, a sequence's item, or a function's result."""
     if callable(documents) and not isinstance(documents, (Mapping, Sequence)):

@@ -18,6 +18,7 @@ is not ``ndims()`` by null, i.e. every multivector, so the table is filled here 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from lightcol import _validate
 from lightcol._optional import require
-from lightcol.integrations._common import Id, embedded_batches, query_vectors
+from lightcol.integrations._common import Id, embedded_batches, query_vectors, store_behind
 
 __all__ = ["create_table", "search", "schema", "VECTOR_COLUMN"]
 
@@ -75,7 +76,8 @@ def create_table(
 ) -> Any:
     """Create table ``name`` (``id``, text, multivector column) holding ``documents`` embedded by ``model``.
 
-    Documents are embedded and added in batches of ``batch_size``. ``ids`` default to 0, 1, ...
+    Documents are embedded and added in batches of ``batch_size`` (each added in a background
+    thread while the next is embedded). ``ids`` default to 0, 1, ...
     (int64); string ids make the ``id`` column a string. ``mode="overwrite"`` replaces a table.
     """
     dim = int(model.embedding_size)
@@ -84,10 +86,12 @@ def create_table(
     id_type = _pa.string() if first and isinstance(first[0][0], str) else _pa.int64()
     sch = schema(dim, id_type, vector_column=vector_column, text_column=text_column)
     table = db.create_table(name, schema=sch, mode=mode)
-    if first:
-        table.add(_pa.Table.from_batches([_record_batch(first, sch, dim)]))
-    for batch in batches:
+
+    def store(batch: list[Any]) -> int:
         table.add(_pa.Table.from_batches([_record_batch(batch, sch, dim)]))
+        return len(batch)
+
+    store_behind(itertools.chain([first] if first else [], batches), store)
     return table
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from lightcol import _validate
 from lightcol._optional import require
-from lightcol.integrations._common import Id, embedded_batches, query_vectors
+from lightcol.integrations._common import Id, embedded_batches, query_vectors, store_behind
 
 __all__ = ["vector_config", "create_collection", "data_objects", "insert", "query", "object_uuid", "VECTOR_NAME"]
 
@@ -94,17 +94,22 @@ def insert(collection: Any, documents: Iterable[str], ids: Iterable[Id] | None =
            properties: Iterable[Mapping[str, Any] | None] | None = None, *, model: Any, **kwargs: Any) -> int:
     """Embed and insert ``documents`` in batches (``collection.data.insert_many``); returns the count.
 
-    ``kwargs`` go to :func:`data_objects`. Raises ``RuntimeError`` naming the first failed object.
+    Each batch is sent in a background thread while the next is embedded. ``kwargs`` go to
+    :func:`data_objects`. Raises ``RuntimeError`` naming the first failed object.
     """
-    count = 0
-    for objects in data_objects(documents, ids, properties, model=model, **kwargs):
+    done = 0
+
+    def store(objects: list[Any]) -> int:
+        nonlocal done
         result = collection.data.insert_many(objects)
         errors = getattr(result, "errors", None)
         if errors:
             index, error = next(iter(errors.items()))
-            raise RuntimeError(f"Weaviate rejected {len(errors)} object(s); object {count + index}: {error}")
-        count += len(objects)
-    return count
+            raise RuntimeError(f"Weaviate rejected {len(errors)} object(s); object {done + index}: {error}")
+        done += len(objects)
+        return len(objects)
+
+    return store_behind(data_objects(documents, ids, properties, model=model, **kwargs), store)
 
 
 def query(collection: Any, query_text: str, *, model: Any, limit: int = 10, vector_name: str = VECTOR_NAME,
