@@ -3,10 +3,13 @@
 from lightcol import maxsim
 from lightcol.collection import MultiVectorCollection
 from lightcol.embedding import LateInteractionTextEmbedding
+from lightcol.index import Index
 from lightcol.errors import (
     ArgumentError,
     DuplicateIdError,
     DownloadError,
+    IndexFormatError,
+    IndexVersionError,
     IntegrityError,
     InvalidTextError,
     LightcolError,
@@ -30,6 +33,9 @@ __all__ = [
     "ArgumentError",
     "DuplicateIdError",
     "DownloadError",
+    "Index",
+    "IndexFormatError",
+    "IndexVersionError",
     "IntegrityError",
     "InvalidTextError",
     "LateInteractionTextEmbedding",

@@ -76,3 +76,11 @@ class ArgumentError(LightcolError, ValueError, TypeError):
 
 class DuplicateIdError(LightcolError, ValueError):
     """An id given to a collection or index is already in it (or given twice in one call)."""
+
+
+class IndexFormatError(LightcolError, ValueError):
+    """A file is not a lightcol index, or is truncated or corrupted (rebuild it)."""
+
+
+class IndexVersionError(IndexFormatError):
+    """An index file was written in a newer format version than this lightcol reads (upgrade)."""

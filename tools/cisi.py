@@ -47,17 +47,18 @@ def load_cisi(folder: Path | None = None) -> tuple[dict[int, str], dict[int, str
     return docs, queries, qrels
 
 
-def ndcg_at(ranked: list[list[int]], relevant: list[set[int]], k: int = 10) -> float:
-    """Mean binary-gain nDCG@k over queries (``ranked``: doc ids best first; queries without judgments skipped)."""
+def ndcg_at_k(ranked: list, judged: set, k: int = 10) -> float:
+    """nDCG@k of one ranking (ids, best first) against the set of relevant ids (binary gains)."""
     import math
 
-    scores = []
-    for ids, rel in zip(ranked, relevant, strict=True):
-        if not rel:
-            continue
-        dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ids[:k]) if d in rel)
-        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(rel))))
-        scores.append(dcg / ideal)
+    dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in judged)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(judged))))
+    return dcg / ideal if ideal else 0.0
+
+
+def ndcg_at(ranked: list[list[int]], relevant: list[set[int]], k: int = 10) -> float:
+    """Mean binary-gain nDCG@k over queries (``ranked``: doc ids best first; queries without judgments skipped)."""
+    scores = [ndcg_at_k(ids, rel, k) for ids, rel in zip(ranked, relevant, strict=True) if rel]
     return sum(scores) / len(scores)
 
 

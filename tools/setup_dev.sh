@@ -18,7 +18,7 @@ pipq .venv/bin/python "protobuf<7"
 
 [ -x .venv-colbert/bin/python ] || "$PY" -m venv .venv-colbert
 pipq .venv-colbert/bin/python "torch==2.13.0"
-pipq .venv-colbert/bin/python "colbert-ai==0.2.22" "transformers>=4.40,<4.50" numpy
+pipq .venv-colbert/bin/python "colbert-ai==0.2.22" "transformers>=4.40,<4.50" numpy faiss-cpu
 
 [ -x .venv-fastembed/bin/python ] || "$PY" -m venv .venv-fastembed
 pipq .venv-fastembed/bin/python "fastembed==0.9.1"

@@ -1,0 +1,5 @@
+"""An embedded ColBERT index: PLAID-style compression, centroid candidate generation, one memory-mapped file."""
+
+from lightcol.index.index import Index
+
+__all__ = ["Index"]

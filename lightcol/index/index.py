@@ -1,0 +1,427 @@
+"""``Index``: a compressed, memory-mapped ColBERT index in one file, searched without reading all of it.
+
+Build streams documents to disk (the codec is trained on the first ``sample_tokens`` vectors), open
+memory-maps the file, search generates candidates from centroids (:mod:`.candidates`) and scores
+the best of them exactly by MaxSim on decoded vectors (or on full-precision float16 vectors kept in
+a side file ``<path>.full`` when built with ``keep_full=True`` and searched with ``exact=True``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lightcol import maxsim
+from lightcol.collection import Id, _check_id
+from lightcol.errors import ArgumentError, DuplicateIdError, IndexFormatError, ShapeError
+from lightcol.index import candidates as _cand
+from lightcol.index import codec as _codec
+from lightcol.index import storage as _storage
+from lightcol.maxsim import PackedDocuments
+
+__all__ = ["Index"]
+
+_FORMAT = "lightcol-index"
+_MISSING = object()
+_ENCODE_CHUNK = 1 << 16  # vectors encoded per step while building
+#: search defaults (override per call): probed centroids per query token, documents kept after stage 1
+#: and 2 (see :mod:`lightcol.index.candidates`)
+DEFAULTS = {"nprobe": 8, "n_interact": 4096, "n_rerank": 256}
+
+
+def _progress(show: bool, desc: str, unit: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit=unit, disable=not show, leave=False)
+
+
+def _check_doc(emb: Any, k: int, dim: int | None) -> np.ndarray:
+    a = np.asarray(emb)
+    if a.ndim != 2:
+        raise ShapeError(f"embedding {k} must be a 2-D array (n_vectors, {dim or 'dim'}); got shape {a.shape}.")
+    if a.dtype.kind != "f":
+        raise ShapeError(f"embedding {k} has dtype {a.dtype}; expected a float array (e.g. float32).")
+    if dim is not None and a.shape[1] != dim:
+        raise ShapeError(f"embedding {k} has dim {a.shape[1]}; this index holds dim {dim}.")
+    if a.shape[1] == 0:
+        raise ShapeError(f"embedding {k} has dim 0; vectors need at least one component.")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ShapeError(f"embedding {k} contains NaN or infinite values.")
+    return a
+
+
+def _documents(
+    ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], dim: int | None, existing: set[Id], start: int
+) -> Iterator[tuple[Id, np.ndarray]]:
+    """Validated (id, float32 vectors) pairs; ids unique against ``existing`` and each other."""
+    if isinstance(ids, (str, bytes, int, np.integer)):
+        raise ArgumentError(f"ids must be an iterable of ids (one per document); got {ids!r}. Use [id].")
+    if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
+        raise ShapeError(
+            f"embeddings must be an iterable of 2-D arrays (one per document); got one 2-D array of shape "
+            f"{embeddings.shape}. Wrap a single document in a list: [doc]."
+        )
+    id_iter: Iterator[Any] = itertools.count(start) if ids is None else iter(ids)
+    seen: set[Id] = set()
+    k = -1
+    for k, emb in enumerate(embeddings):
+        doc_id = next(id_iter, _MISSING)
+        if doc_id is _MISSING:
+            raise ShapeError(f"got more embeddings than ids ({k} ids).")
+        doc_id = _check_id(doc_id, k)
+        if doc_id in existing or doc_id in seen:
+            where = "is already in the index" if doc_id in existing else "is given twice"
+            raise DuplicateIdError(f"id {doc_id!r} (document {k}) {where}; ids must be unique.")
+        seen.add(doc_id)
+        a = _check_doc(emb, k, dim)
+        dim = a.shape[1]
+        yield doc_id, a
+    if ids is not None and next(id_iter, _MISSING) is not _MISSING:
+        raise ShapeError(f"got more ids than embeddings ({k + 1} embeddings).")
+
+
+class Index:
+    """A compressed multi-vector index in one memory-mapped file. Create with :meth:`build`, reopen with :meth:`open`."""
+
+    def __init__(self, path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], full: np.ndarray | None) -> None:
+        self.path = path
+        self.meta = meta
+        self._a = arrays
+        self._full = full
+        self._codec = _codec.Codec(arrays["centroids"], arrays["cutoffs"], arrays["weights"], int(meta["nbits"]))
+        self._lut = self._codec.lut()
+        self._ids: list[Id] = json.loads(arrays["ids"].tobytes().decode("utf-8")) if arrays["ids"].size else []
+        self._pos: dict[Id, int] | None = None
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def nbits(self) -> int:
+        return int(self.meta["nbits"])
+
+    @property
+    def model(self) -> str | None:
+        """Name of the model the vectors came from, as given to :meth:`build`."""
+        return self.meta.get("model")
+
+    @property
+    def ids(self) -> list[Id]:
+        return list(self._ids)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self._a["codes"].shape[0])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._positions()
+
+    def __repr__(self) -> str:
+        return (f"Index({self.path!r}, n_docs={len(self)}, n_tokens={self.n_tokens}, dim={self.dim}, "
+                f"nbits={self.nbits}, n_centroids={self._a['centroids'].shape[0]})")
+
+    def _positions(self) -> dict[Id, int]:
+        if self._pos is None:
+            self._pos = {d: i for i, d in enumerate(self._ids)}
+        return self._pos
+
+    # -- build / open ----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike[str],
+        ids: Iterable[Id] | None,
+        embeddings: Iterable[npt.ArrayLike],
+        *,
+        nbits: int = 2,
+        n_centroids: int | None = None,
+        model: str | None = None,
+        seed: int = 0,
+        sample_tokens: int = 1 << 18,
+        kmeans_iters: int = 8,
+        keep_full: bool = False,
+        show_progress: bool = True,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> Index:
+        """Build an index at ``path`` (a file; replaced atomically) and return it opened.
+
+        :param ids: one ``str``/``int`` id per document (unique), or ``None`` for 0, 1, 2...
+        :param embeddings: iterable of (n_i, dim) unit-length float arrays, e.g. ``model.embed(texts)``;
+            consumed lazily in one pass: the first ``sample_tokens`` vectors train the codec, then
+            everything is encoded in chunks straight to disk.
+        :param nbits: residual bits per dimension (1, 2, 4 or 8).
+        :param n_centroids: k-means centroids; default a power of two near ``training vectors / 50``.
+        :param model: model name recorded in the index (checked by callers that embed queries).
+        :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
+        :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
+        """
+        path = os.path.abspath(os.fspath(path))
+        docs = _documents(ids, embeddings, None, set(), 0)
+        bar = _progress(show_progress, "index", "doc")
+        buffered: list[tuple[Id, np.ndarray]] = []
+        n_buf = 0
+        for item in docs:
+            buffered.append(item)
+            bar.update(1)
+            n_buf += item[1].shape[0]
+            if n_buf >= sample_tokens:
+                break
+        if n_buf == 0:
+            bar.close()
+            raise ShapeError("cannot build an index without vectors; give at least one non-empty document.")
+        sample = np.concatenate([a for _, a in buffered])
+        codec = _codec.train(sample, nbits, n_centroids, seed=seed, iters=kmeans_iters)
+        del sample
+        writer = _storage.Writer(path)
+        full = _storage.Writer(path + ".full") if keep_full else None
+        try:
+            writer.begin("residuals", np.uint8, (codec.code_bytes,))
+            if full is not None:
+                full.begin("vectors", np.float16, (codec.dim,))
+            all_ids: list[Id] = []
+            codes: list[np.ndarray] = []
+            lengths: list[int] = []
+            pending: list[np.ndarray] = []
+            n_pending = 0
+
+            def flush() -> None:
+                nonlocal n_pending
+                if not pending:
+                    return
+                x = np.concatenate(pending)
+                c, r = codec.encode(x)
+                codes.append(c)
+                writer.extend(r)
+                if full is not None:
+                    full.extend(x.astype(np.float16))
+                pending.clear()
+                n_pending = 0
+
+            for doc_id, a in itertools.chain(buffered, _counted(docs, bar)):
+                all_ids.append(doc_id)
+                lengths.append(a.shape[0])
+                pending.append(a)
+                n_pending += a.shape[0]
+                if n_pending >= _ENCODE_CHUNK:
+                    flush()
+            buffered.clear()
+            flush()
+            writer.end()
+            if full is not None:
+                full.end()
+                full.commit({"format": _FORMAT + "-full", "dim": codec.dim})
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
+            meta = {**(extra_meta or {}), "model": model, "seed": seed, "sample_tokens": sample_tokens, "kmeans_iters": kmeans_iters}
+            _finish(writer, codec, code_arr, offsets, all_ids, meta)
+        except BaseException:
+            writer.abort()
+            if full is not None:
+                full.abort()
+            raise
+        finally:
+            bar.close()
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, verify: bool = False) -> Index:
+        """Memory-map an index file (nothing but the small arrays is read until a search needs it).
+
+        :param verify: check every array's checksum (reads the whole file).
+        :raises IndexFormatError: not an index, truncated or corrupted; :class:`IndexVersionError`:
+            a newer format version.
+        """
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no index file at {path}; build one with lightcol.Index.build.")
+        meta, arrays = _storage.open_arrays(path, verify=verify)
+        need = {"residuals", "codes", "offsets", "ivf_docs", "ivf_offsets", "centroids", "cutoffs", "weights", "ids"}
+        if meta.get("format") != _FORMAT or not need <= set(arrays):
+            raise IndexFormatError(f"{path} is not a lightcol index (missing {sorted(need - set(arrays))}).")
+        off, codes = arrays["offsets"], arrays["codes"]
+        if (off.ndim != 1 or off[0] != 0 or off[-1] != codes.shape[0] or arrays["residuals"].shape[0] != codes.shape[0]
+                or arrays["centroids"].shape[1] != meta["dim"]):
+            raise IndexFormatError(f"{path} is a corrupted lightcol index (inconsistent arrays); rebuild it.")
+        full = None
+        if os.path.isfile(path + ".full"):
+            fmeta, farr = _storage.open_arrays(path + ".full")
+            if fmeta.get("dim") == meta["dim"] and farr["vectors"].shape[0] == codes.shape[0]:
+                full = farr["vectors"]
+        self = cls(path, meta, arrays, full)
+        if len(self._ids) != off.shape[0] - 1:
+            raise IndexFormatError(f"{path} is a corrupted lightcol index (ids do not match documents); rebuild it.")
+        return self
+
+    # -- search ----------------------------------------------------------------------------------
+    def _allowed(self, subset: Iterable[Id] | None) -> np.ndarray | None:
+        if subset is None:
+            return None
+        pos = self._positions()
+        mask = np.zeros(len(self), dtype=bool)
+        rows = [pos[d] for d in subset if d in pos]
+        mask[rows] = True
+        return mask
+
+    def _vectors(self, docs: np.ndarray, exact: bool) -> PackedDocuments:
+        idx, local = _cand.token_ranges(self._a["offsets"], docs)
+        if exact:
+            if self._full is None:
+                raise ArgumentError(f"exact=True needs full-precision vectors: rebuild {self.path} with keep_full=True.")
+            v = np.asarray(self._full[idx], dtype=np.float32)
+        else:
+            v = self._codec.decode(self._a["codes"][idx], self._a["residuals"][idx], self._lut)
+        return PackedDocuments._trusted(v, local)
+
+    def search(
+        self,
+        query_vectors: npt.ArrayLike,
+        k: int = 10,
+        subset: Iterable[Id] | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+        n_interact: int | None = None,
+        n_rerank: int | None = None,
+    ) -> list[tuple[Id, float]]:
+        """Top ``k`` documents for one (n_query_tokens, dim) query: ``[(id, score), ...]``, best first.
+
+        :param subset: only documents with these ids can be returned (unknown ids are ignored).
+        :param exact: score the final candidates with the full-precision side file (``keep_full=True``).
+        :param nprobe, n_interact, n_rerank: candidate generation knobs (see :data:`DEFAULTS`).
+        """
+        q = maxsim._check_query(query_vectors, self.dim, "query_vectors")
+        if k < 1 or int(k) != k:
+            raise ArgumentError(f"k must be a positive integer; got {k!r}.")
+        n = len(self)
+        allowed = self._allowed(subset)
+        n_allowed = n if allowed is None else int(allowed.sum())
+        if n_allowed == 0:
+            return []
+        nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
+        n_interact = DEFAULTS["n_interact"] if n_interact is None else n_interact
+        n_rerank = max(int(k), DEFAULTS["n_rerank"] if n_rerank is None else n_rerank)
+        if n_allowed <= n_rerank:
+            docs = np.arange(n) if allowed is None else np.flatnonzero(allowed)
+        else:
+            s = q @ self._a["centroids"].T
+            cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], n, nprobe, allowed)
+            if cand.shape[0] > n_interact:
+                keep, _ = maxsim.top_k(approx, n_interact)
+                cand = np.sort(cand[keep])
+            if cand.shape[0] > n_rerank:
+                keep, _ = maxsim.top_k(_cand.interact(s, self._a["codes"], self._a["offsets"], cand), n_rerank)
+                cand = np.sort(cand[keep])
+            docs = cand
+        scores = maxsim.score(q, self._vectors(docs, exact))
+        top, vals = maxsim.top_k(scores, k)
+        ids = self._ids
+        return [(ids[int(docs[i])], float(v)) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
+
+    def search_many(
+        self, queries: Iterable[npt.ArrayLike], k: int = 10, subset: Iterable[Id] | None = None, **options: Any
+    ) -> list[list[tuple[Id, float]]]:
+        """:meth:`search` for each query (same options)."""
+        sub = None if subset is None else list(subset)
+        return [self.search(q, k, sub, **options) for q in queries]
+
+    # -- changes ---------------------------------------------------------------------------------
+    def add(self, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], *, show_progress: bool = False) -> None:
+        """Append documents (encoded with the existing codec) and rewrite the file atomically.
+
+        All or nothing: on any error the file and this object are unchanged. Rewrites the whole file
+        (cost ~ index size); batch additions. Retrain (rebuild) when the data drifts far from the sample.
+        """
+        new_ids: list[Id] = []
+        vecs: list[np.ndarray] = []
+        for doc_id, a in _documents(ids, embeddings, self.dim, set(self._positions()), len(self)):
+            new_ids.append(doc_id)
+            vecs.append(a)
+        if not new_ids:
+            return
+        x = np.concatenate(vecs) if vecs else np.empty((0, self.dim), np.float32)
+        c, r = self._codec.encode(x)
+        lengths = np.array([len(v) for v in vecs], dtype=np.int64)
+        off = self._a["offsets"]
+        offsets = np.concatenate([off, off[-1] + np.cumsum(lengths)])
+        full = None
+        if self._full is not None:
+            full = np.concatenate([np.asarray(self._full), x.astype(np.float16)])
+        self._rewrite(np.concatenate([np.asarray(self._a["codes"]), c]),
+                      np.concatenate([np.asarray(self._a["residuals"]), r]), offsets, self._ids + new_ids, full)
+
+    def delete(self, ids: Iterable[Id]) -> None:
+        """Remove documents by id and rewrite the file atomically; an unknown id raises :class:`ArgumentError`."""
+        pos = self._positions()
+        drop = list(ids) if not isinstance(ids, (str, int)) else [ids]
+        missing = [d for d in drop if d not in pos]
+        if missing:
+            raise ArgumentError(f"id(s) {missing[:5]!r} not in the index; nothing was deleted.")
+        keep_doc = np.ones(len(self), dtype=bool)
+        keep_doc[[pos[d] for d in drop]] = False
+        off = self._a["offsets"]
+        lengths = np.diff(off)
+        keep_tok = np.repeat(keep_doc, lengths)
+        offsets = np.zeros(int(keep_doc.sum()) + 1, dtype=np.int64)
+        np.cumsum(lengths[keep_doc], out=offsets[1:])
+        full = None if self._full is None else np.asarray(self._full)[keep_tok]
+        self._rewrite(np.asarray(self._a["codes"])[keep_tok], np.asarray(self._a["residuals"])[keep_tok], offsets,
+                      [d for d, k in zip(self._ids, keep_doc.tolist(), strict=True) if k], full)
+
+    def _rewrite(self, codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray, ids: list[Id],
+                 full: np.ndarray | None) -> None:
+        meta = {k: v for k, v in self.meta.items() if k not in _DERIVED}
+        writer = _storage.Writer(self.path)
+        fw = _storage.Writer(self.path + ".full") if full is not None else None
+        try:
+            writer.array("residuals", residuals)
+            if fw is not None:
+                fw.array("vectors", full)
+                fw.commit({"format": _FORMAT + "-full", "dim": self.dim})
+            _finish(writer, self._codec, codes, offsets, ids, meta)
+        except BaseException:
+            writer.abort()
+            if fw is not None:
+                fw.abort()
+            raise
+        fresh = Index.open(self.path)
+        self.__dict__.update(fresh.__dict__)
+
+
+_DERIVED = ("format", "dim", "nbits", "n_centroids", "n_docs", "n_tokens", "format_version")
+
+
+def _counted(items: Iterable[Any], bar: Any) -> Iterator[Any]:
+    for item in items:
+        bar.update(1)
+        yield item
+
+
+def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, offsets: np.ndarray, ids: Sequence[Id],
+            meta: dict[str, Any]) -> None:
+    """Write everything but the residuals (already written) and commit the file."""
+    writer.array("codes", codes.astype(codec.code_dtype, copy=False))
+    writer.array("offsets", offsets)
+    ivf_docs, ivf_offsets = _cand.build_ivf(codes, offsets, codec.centroids.shape[0])
+    writer.array("ivf_docs", ivf_docs)
+    writer.array("ivf_offsets", ivf_offsets)
+    writer.array("centroids", codec.centroids)
+    writer.array("cutoffs", codec.cutoffs)
+    writer.array("weights", codec.weights)
+    writer.array("ids", np.frombuffer(json.dumps(list(ids)).encode("utf-8"), dtype=np.uint8))
+    full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
+                 "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),
+                 "n_tokens": int(codes.shape[0])}
+    writer.commit(full_meta)

@@ -1,0 +1,220 @@
+"""lightcol.Index: recall against exhaustive MaxSim, file format errors, add/delete/subset, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+from conftest import random_texts, unit_rows
+
+from lightcol import (
+    ArgumentError,
+    DuplicateIdError,
+    Index,
+    IndexFormatError,
+    IndexVersionError,
+    MultiVectorCollection,
+    ShapeError,
+)
+from lightcol.index import codec as _codec
+
+KNOBS = {"nprobe": 4, "n_interact": 200, "n_rerank": 60}  # small, so candidate generation really prunes
+
+
+@pytest.fixture(scope="module")
+def corpus(model):
+    docs = list(model.embed(random_texts(400, seed=3, max_words=40)))
+    queries = list(model.query_embed(random_texts(20, seed=4, max_words=8)))
+    return docs, queries
+
+
+@pytest.fixture(scope="module")
+def built(corpus, tmp_path_factory):
+    docs, _ = corpus
+    path = tmp_path_factory.mktemp("ix") / "docs.lci"
+    return Index.build(path, [f"d{i}" for i in range(len(docs))], iter(docs), nbits=4, model="tiny",
+                       show_progress=False)
+
+
+def _recall(index, docs, queries, **kw):
+    col = MultiVectorCollection()
+    col.add(index.ids, docs)
+    hits = []
+    for q in queries:
+        got = {d for d, _ in index.search(q, 10, **kw)}
+        want = {d for d, _ in col.search(q, 10)}
+        hits.append(len(got & want) / 10)
+    return float(np.mean(hits))
+
+
+def test_build_records_metadata_and_shapes(built, corpus):
+    docs, _ = corpus
+    assert len(built) == 400
+    assert built.n_tokens == sum(len(d) for d in docs)
+    assert (built.dim, built.nbits, built.model) == (docs[0].shape[1], 4, "tiny")
+    assert built.meta["format"] == "lightcol-index" and built.meta["n_docs"] == 400
+    res = built.search(corpus[1][0], k=5)
+    assert len(res) == 5 and all(isinstance(d, str) and isinstance(s, float) for d, s in res)
+    assert [s for _, s in res] == sorted((s for _, s in res), reverse=True)
+
+
+@pytest.mark.parametrize(("nbits", "floor"), [(2, 0.8), (4, 0.9)])
+def test_recall_against_exhaustive(corpus, tmp_path, nbits, floor):
+    docs, queries = corpus
+    ix = Index.build(tmp_path / "i.lci", None, docs, nbits=nbits, show_progress=False)
+    pruned = _recall(ix, docs, queries, **KNOBS)
+    # with every document reranked, only the codec's error remains
+    full = _recall(ix, docs, queries, n_rerank=400)
+    assert floor <= pruned <= full
+
+
+def test_exact_rerank_with_full_side_file(corpus, tmp_path):
+    docs, queries = corpus
+    ix = Index.build(tmp_path / "i.lci", None, docs, nbits=1, keep_full=True, show_progress=False)
+    assert os.path.isfile(str(tmp_path / "i.lci") + ".full")
+    col = MultiVectorCollection(dtype="float16")  # the side file holds float16 vectors
+    col.add(None, docs)
+    for q in queries[:5]:
+        got = ix.search(q, 5, exact=True, n_rerank=400)
+        want = col.search(q, 5)
+        assert {d for d, _ in got} == {d for d, _ in want}
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-4)
+    plain = Index.build(tmp_path / "p.lci", None, docs[:10], nbits=1, show_progress=False)
+    with pytest.raises(ArgumentError, match="keep_full=True"):
+        plain.search(queries[0], exact=True)
+
+
+def test_open_is_same_index_and_memory_mapped(built, corpus):
+    again = Index.open(built.path, verify=True)
+    assert isinstance(again._a["residuals"], np.memmap)
+    q = corpus[1][1]
+    assert again.search(q, 10, **KNOBS) == built.search(q, 10, **KNOBS)
+
+
+def test_deterministic_for_a_fixed_seed(corpus, tmp_path):
+    docs, _ = corpus
+    a = Index.build(tmp_path / "a.lci", None, docs[:200], nbits=2, seed=7, show_progress=False)
+    b = Index.build(tmp_path / "b.lci", None, docs[:200], nbits=2, seed=7, show_progress=False)
+    with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
+        assert fa.read() == fb.read()
+
+
+def test_streaming_build_trains_on_a_sample(corpus, tmp_path):
+    docs, queries = corpus
+    ix = Index.build(tmp_path / "s.lci", None, (d for d in docs), nbits=4, sample_tokens=500, show_progress=False)
+    assert len(ix) == 400 and ix.n_tokens == sum(len(d) for d in docs)
+    assert _recall(ix, docs, queries, n_rerank=400) >= 0.85
+
+
+def test_subset_restricts_results(built, corpus):
+    q = corpus[1][2]
+    allowed = {f"d{i}" for i in range(0, 400, 7)}
+    res = built.search(q, 10, subset=allowed, **KNOBS)
+    assert len(res) == 10 and {d for d, _ in res} <= allowed
+    tiny = built.search(q, 10, subset=["d3", "d5", "nope"])
+    assert {d for d, _ in tiny} == {"d3", "d5"}
+    assert built.search(q, 10, subset=[]) == []
+    many = built.search_many(corpus[1][:3], 4, subset=["d1", "d2"])
+    assert [len(r) for r in many] == [2, 2, 2]
+
+
+def test_add_and_delete_rewrite_the_file(corpus, tmp_path):
+    docs, queries = corpus
+    ix = Index.build(tmp_path / "i.lci", range(300), docs[:300], nbits=4, show_progress=False)
+    ix.add([300 + i for i in range(100)], docs[300:])
+    assert len(ix) == 400 and ix.ids[-1] == 399
+    assert len(Index.open(ix.path)) == 400
+    assert _recall(ix, docs, queries, n_rerank=400) >= 0.9
+    with pytest.raises(DuplicateIdError):
+        ix.add([5], docs[:1])
+    ix.delete([0, 1, 2])
+    assert len(ix) == 397 and 0 not in ix and 3 in ix
+    assert all(d not in (0, 1, 2) for d, _ in ix.search(queries[0], 400, n_rerank=400))
+    with pytest.raises(ArgumentError, match="not in the index"):
+        ix.delete([12345])
+    assert len(Index.open(ix.path)) == 397
+
+
+def test_dim_mismatch_is_a_shape_error(built, tmp_path):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ShapeError, match="dim"):
+        built.search(unit_rows(rng, 4, built.dim + 1))
+    with pytest.raises(ShapeError, match="dim"):
+        Index.build(tmp_path / "x.lci", None, [unit_rows(rng, 3, 8), unit_rows(rng, 3, 16)], show_progress=False)
+    with pytest.raises(ShapeError, match="dim"):
+        built.add(["new"], [unit_rows(rng, 3, built.dim + 2)])
+    with pytest.raises(ShapeError, match="without vectors"):
+        Index.build(tmp_path / "y.lci", None, [], show_progress=False)
+    assert not os.path.exists(tmp_path / "x.lci")
+
+
+def test_not_an_index_truncated_corrupted_and_newer_version(built, tmp_path):
+    data = open(built.path, "rb").read()
+    bad = tmp_path / "bad.lci"
+    bad.write_bytes(b"hello world, not an index at all")
+    with pytest.raises(IndexFormatError, match="not a lightcol index"):
+        Index.open(bad)
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexFormatError, match="truncated"):
+        Index.open(bad)
+    flipped = bytearray(data)
+    flipped[-30] ^= 0xFF  # inside the JSON footer
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(IndexFormatError, match="corrupted"):
+        Index.open(bad)
+    flipped = bytearray(data)
+    flipped[100] ^= 0xFF  # inside the residuals: found by verify=True
+    bad.write_bytes(bytes(flipped))
+    Index.open(bad)
+    with pytest.raises(IndexFormatError, match="checksum"):
+        Index.open(bad, verify=True)
+    newer = bytearray(data)
+    newer[8:12] = struct.pack("<I", 99)
+    bad.write_bytes(bytes(newer))
+    with pytest.raises(IndexVersionError, match="version 99"):
+        Index.open(bad)
+    with pytest.raises(FileNotFoundError):
+        Index.open(tmp_path / "missing.lci")
+
+
+def test_failed_build_leaves_the_previous_file_intact(built, corpus, tmp_path):
+    docs, _ = corpus
+    path = tmp_path / "keep.lci"
+    Index.build(path, None, docs[:50], show_progress=False)
+    before = path.read_bytes()
+
+    def broken():
+        yield from docs[:60]
+        raise RuntimeError("embedding crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        Index.build(path, None, broken(), show_progress=False)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.lci"]  # no temp file left behind
+
+
+def test_codec_round_trip_error_shrinks_with_bits():
+    rng = np.random.default_rng(1)
+    x = unit_rows(rng, 3000, 32)
+    errs = []
+    for nbits in (1, 2, 4, 8):
+        c = _codec.train(x, nbits, 32)
+        codes, packed = c.encode(x)
+        assert packed.shape == (3000, 32 * nbits // 8) and codes.dtype == np.uint16
+        errs.append(float(np.mean(np.sum(c.decode(codes, packed) * x, axis=1))))
+    assert errs == sorted(errs) and errs[-1] > 0.99
+    with pytest.raises(ArgumentError):
+        _codec.train(x, 3)
+
+
+def test_ids_are_json_round_tripped(corpus, tmp_path):
+    docs, _ = corpus
+    ix = Index.build(tmp_path / "i.lci", ["a", 7, "b"], docs[:3], show_progress=False)
+    assert Index.open(ix.path).ids == ["a", 7, "b"]
+    meta = json.loads(json.dumps(ix.meta))
+    assert meta["n_docs"] == 3
+    with pytest.raises(ArgumentError):
+        Index.build(tmp_path / "j.lci", [1.5], docs[:1], show_progress=False)
