@@ -88,7 +88,9 @@ _NO_MAIN_GUARD = (
 
 def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
     dead = [p for p in procs if p.exitcode is not None]
-    if dead and started is not None and not any(p.pid in started for p in dead):
+    # A start-up failure (e.g. no main guard) exits with a positive code before any worker reports in;
+    # a signal (negative code) or a death after some worker started is a crash of a running worker.
+    if dead and started is not None and not started and all(p.exitcode > 0 for p in dead):
         raise WorkerError(_NO_MAIN_GUARD.format(codes=", ".join(str(p.exitcode) for p in dead)))
     if dead:
         codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
