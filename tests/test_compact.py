@@ -162,3 +162,66 @@ def test_muvera_api_and_errors(model) -> None:
     with pytest.raises(ArgumentError, match="k_sim"):
         Muvera(8, k_sim=0)
     assert isinstance(m, lightcol.Muvera)
+
+
+def test_fitted_muvera_is_the_documented_encoding(model) -> None:
+    """With one repetition and a full-rank projection, fitted FDEs are exactly: sum over buckets of
+    <query vectors summed in the bucket, the document's unit-length bucket mean (or its vector most
+    similar to the centroid when the bucket is empty)>."""
+    docs = list(model.embed(random_texts(40, seed=7)))
+    queries = list(model.query_embed(random_texts(5, seed=8)))
+    m = Muvera.fit(docs, k_sim=2, dim_proj=16, r_reps=1, random_seed=3)
+    assert m.fitted and m.embedding_size == 4 * 16
+    c = m._centroids.T  # (buckets, dim)
+
+    def reference(q: np.ndarray, d: np.ndarray) -> float:
+        total = 0.0
+        qb, db = np.argmax(q @ c.T, 1), np.argmax(d @ c.T, 1)
+        for b in range(4):
+            members = d[db == b]
+            rep = members.mean(0) if len(members) else d[np.argmax(d @ c[b])]
+            rep = rep / np.linalg.norm(rep)
+            total += float(q[qb == b].sum(0) @ rep)
+        return total
+
+    fd, fq = m.process_documents(docs), m.process_queries(queries)
+    expected = np.array([[reference(q, d) for d in docs] for q in queries])
+    np.testing.assert_allclose(fq @ fd.T, expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(m.process_document(docs[3]), fd[3], rtol=0, atol=1e-6)  # one = batch
+
+
+def test_fitted_muvera_tracks_maxsim_better_than_simhash(model) -> None:
+    docs = list(model.embed(random_texts(300, seed=9)))
+    queries = list(model.query_embed(random_texts(30, seed=10)))
+    exact = np.stack([maxsim.score(q, docs) for q in queries])
+    top10 = np.argsort(-exact, axis=1)[:, :10]
+
+    def recall(m: Muvera, n: int) -> float:
+        order = np.argsort(-(m.process_queries(queries) @ m.process_documents(docs).T), axis=1)[:, :n]
+        return float(np.mean([len(set(t) & set(o)) / 10 for t, o in zip(top10, order)]))
+
+    fitted = Muvera.fit(docs, k_sim=4, dim_proj=8, r_reps=5, random_seed=0)
+    simhash = Muvera(16, k_sim=4, dim_proj=8, r_reps=5, random_seed=0)  # same 640 dimensions
+    assert recall(fitted, 30) > recall(simhash, 30) + 0.05
+
+
+def test_fitted_muvera_save_load_and_errors(model, tmp_path) -> None:
+    docs = list(model.embed(random_texts(30, seed=11)))
+    m = Muvera.fit(docs, k_sim=3, dim_proj=4, r_reps=2, random_seed=5)
+    again = Muvera.fit(docs, k_sim=3, dim_proj=4, r_reps=2, random_seed=5)
+    np.testing.assert_array_equal(again.process_documents(docs), m.process_documents(docs))  # deterministic
+    m.save(tmp_path / "m.npz")
+    loaded = Muvera.load(tmp_path / "m.npz")
+    assert loaded.fitted and repr(loaded) == repr(m)
+    np.testing.assert_array_equal(loaded.process_documents(docs), m.process_documents(docs))
+    plain = Muvera(16, **WEAVIATE_DEFAULTS)
+    plain.save(tmp_path / "p.npz")
+    np.testing.assert_array_equal(Muvera.load(tmp_path / "p.npz").process_documents(docs), plain.process_documents(docs))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(lightcol.IndexFormatError, match="not a Muvera file"):
+        Muvera.load(tmp_path / "bad.npz")
+    with pytest.raises(ArgumentError, match="at least 2\\*\\*k_sim = 64"):
+        Muvera.fit(docs[:1], k_sim=6, dim_proj=4)
+    with pytest.raises(ShapeError):
+        Muvera.fit([np.ones(16, np.float32)])
+    assert not list(tmp_path.glob("*.tmp-*"))

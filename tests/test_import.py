@@ -12,17 +12,22 @@ def _run(code: str) -> str:
 
 def test_import_pulls_in_nothing_heavy() -> None:
     loaded = _run(
-        "import sys, lightcol; print(' '.join(m for m in ('torch', 'transformers', 'huggingface_hub', 'tqdm') if m in sys.modules))"
+        "import sys, lightcol; print(' '.join(m for m in ('torch', 'transformers', 'huggingface_hub', 'tqdm', 'scipy', "
+        "'onnx', 'pyarrow', 'ray', 'qdrant_client', 'lancedb', 'weaviate', 'langchain_core', 'llama_index') "
+        "if m in sys.modules))"
     )
     assert loaded.strip() == ""
 
 
-def _best_of(code: str, n: int = 5) -> float:
-    timer = f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
-    return min(float(_run(timer)) for _ in range(n))
+def _cpu_seconds(code: str) -> float:
+    # CPU time of the import in a fresh interpreter: what the import costs, less disturbed by other
+    # processes on a loaded machine than wall time
+    return float(_run(f"import time; t = time.process_time(); {code}; print(time.process_time() - t)"))
 
 
 def test_import_time_within_100ms_of_dependencies() -> None:
-    base = _best_of("import onnxruntime, tokenizers, numpy")
-    ours = _best_of("import lightcol")
-    assert ours - base < 0.1, f"import lightcol {ours:.3f}s vs onnxruntime+tokenizers+numpy {base:.3f}s"
+    base, ours = [], []
+    for _ in range(5):  # interleaved, so a burst of load hits both
+        base.append(_cpu_seconds("import onnxruntime, tokenizers, numpy"))
+        ours.append(_cpu_seconds("import lightcol"))
+    assert min(ours) - min(base) < 0.1, f"import lightcol {min(ours):.3f}s vs onnxruntime+tokenizers+numpy {min(base):.3f}s"

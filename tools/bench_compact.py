@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from cisi import embedded, ndcg_at, overlap_at, recall_at  # noqa: E402
+from cisi import embedded, load_cisi, ndcg_at, overlap_at, recall_at  # noqa: E402
 
 from lightcol import Muvera, maxsim, pool_tokens_batch  # noqa: E402
-from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, WEAVIATE_DEFAULTS  # noqa: E402
+from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, RECOMMENDED_FIT, WEAVIATE_DEFAULTS  # noqa: E402
 
 MODEL = ROOT / ".bench" / "minilm-colbert-onnx"
 FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
@@ -73,10 +73,32 @@ def ranked_ids(idx: np.ndarray, doc_ids: list[int]) -> list[list[int]]:
     return [[doc_ids[i] for i in row] for row in idx.tolist()]
 
 
-def pooling_table(doc_ids, dv, qv, rel, embed_seconds) -> None:
+def embed_and_pool_seconds(model_dir: Path, n: int) -> tuple[float, float, float, int]:
+    """Embedding, lightcol pooling and SciPy pooling (factor 2) of the first ``n`` CISI abstracts, timed in this run."""
+    from lightcol import LateInteractionTextEmbedding
+
+    texts = list(load_cisi()[0].values())[:n]
+    model = LateInteractionTextEmbedding(specific_model_path=model_dir, cuda=False)
+    list(model.embed(texts[:32]))  # warm-up
+    t = time.perf_counter()
+    vecs = list(model.embed(texts, batch_size=32))
+    embed_s = time.perf_counter() - t
+    t = time.perf_counter()
+    pool_tokens_batch(vecs, 2)
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    scipy_pool(vecs, 2)
+    return embed_s, ours, time.perf_counter() - t, len(texts)
+
+
+def pooling_table(doc_ids, dv, qv, rel, embed_seconds, speed: tuple[float, float, float, int]) -> None:
     base_idx, _ = maxsim.rank_many(qv, dv, 100)
     base = ranked_ids(base_idx, doc_ids)
-    print(f"\n## Token pooling (CISI, {len(dv)} abstracts embedded in {embed_seconds:.1f} s)\n")
+    e, ours_s, scipy_s, n_docs = speed
+    print(f"\n## Token pooling (CISI, {len(dv)} abstracts)\n")
+    print(f"Overhead at pool factor 2, timed in this run on {n_docs} abstracts: embedding {e:.2f} s, lightcol pooling "
+          f"{ours_s:.3f} s = {100 * ours_s / e:.1f}% of embedding ({1000 * ours_s / n_docs:.2f} ms/doc), SciPy pooling "
+          f"{scipy_s:.3f} s = {100 * scipy_s / e:.1f}% ({1000 * scipy_s / n_docs:.2f} ms/doc).\n")
     print("| pool factor | vectors | per doc | nDCG@10 | recall@100 | overlap@10 vs unpooled | lightcol pooling / embedding | SciPy pooling / embedding |")
     print("|---|---|---|---|---|---|---|---|")
     for factor in (1, 2, 3, 4):
@@ -117,7 +139,10 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
           + " | nDCG@10 N=100 reranked | encode docs/s | FastEmbed docs/s | speed-up |")
     print("|---|---|---|---|---|---|" + "---|" * len(ns) + "---|---|---|---|")
     for name, cfg in configs.items():
-        mv = Muvera(dv[0].shape[1], random_seed=42, **cfg)
+        fitted = name.startswith("fit")
+        t = time.perf_counter()
+        mv = Muvera.fit(dv, random_seed=42, **cfg) if fitted else Muvera(dv[0].shape[1], random_seed=42, **cfg)
+        fit_s = time.perf_counter() - t
         t = time.perf_counter()
         fd = mv.process_documents(dv)
         ours = len(dv) / (time.perf_counter() - t)
@@ -137,8 +162,10 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
             recalls.append(overlap_at(top, exact, 10))
             if n == 100:
                 reranked100 = top
-        theirs = fastembed_docs_per_s(dv[:speed_docs], cfg)
+        theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg)
         speed = f"{theirs:.0f} | {ours / theirs:.1f}x" if theirs else "n/a | n/a"
+        if fitted:
+            name = f"{name} (fit {fit_s:.1f} s)"
         print(f"| {name} | {cfg['k_sim']} | {cfg['dim_proj']} | {cfg['r_reps']} | {mv.embedding_size:,} | {ndcg_at(alone, rel):.4f} | "
               + " | ".join(f"{r:.3f}" for r in recalls) + f" | {ndcg_at(reranked100, rel):.4f} | {ours:.0f} | {speed} |")
 
@@ -147,18 +174,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=MODEL)
     p.add_argument("--cache", type=Path, default=None, help="cache the CISI vectors in this .npz (reruns skip embedding)")
-    p.add_argument("--speed-docs", type=int, default=300, help="documents FastEmbed's Muvera is timed on")
+    p.add_argument("--speed-docs", type=int, default=300, help="documents embedding, pooling and FastEmbed's Muvera are timed on")
     p.add_argument("--search", action="store_true", help="also try more MUVERA settings (<= 10,240 dims)")
     args = p.parse_args()
     doc_ids, dv, query_ids, qv, qrels, seconds = embedded(args.model, args.cache)
     rel = [qrels.get(q, set()) for q in query_ids]
     print(f"model {args.model.name}: {len(dv)} documents ({sum(len(v) for v in dv):,} vectors), {len(qv)} queries; "
           f"embedding took {seconds:.1f} s")
-    pooling_table(doc_ids, dv, qv, rel, seconds)
-    configs = {"FastEmbed default": FASTEMBED_DEFAULTS, "Weaviate default": WEAVIATE_DEFAULTS, "lightcol recommended": RECOMMENDED}
+    pooling_table(doc_ids, dv, qv, rel, seconds, embed_and_pool_seconds(args.model, args.speed_docs))
+    configs = {"FastEmbed default": FASTEMBED_DEFAULTS, "Weaviate default": WEAVIATE_DEFAULTS, "lightcol recommended": RECOMMENDED,
+               "fitted, lightcol RECOMMENDED_FIT": RECOMMENDED_FIT}
     if args.search:
         for k, dp, r in ((3, 16, 80), (4, 32, 20), (3, 32, 40), (2, 32, 80), (4, 8, 80), (5, 8, 40)):
             configs[f"k{k} p{dp} r{r}"] = {"k_sim": k, "dim_proj": dp, "r_reps": r}
+        for k, dp, r in ((5, 32, 10), (7, 16, 5), (4, 32, 20)):
+            configs[f"fitted k{k} p{dp} r{r}"] = {"k_sim": k, "dim_proj": dp, "r_reps": r}
     muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs)
     return 0
 
