@@ -4,8 +4,8 @@
     flock /tmp/lightcol-bench.lock nice -n 0 python tools/bench_integrations.py [--docs 300] [--batch-size 64]
 
 Quality (all 1,460 CISI documents, the 76 judged queries): nDCG@10 of lightcol's exhaustive MaxSim
-(``MultiVectorCollection.search``), Qdrant local mode (``:memory:``, plain MaxSim and, when
-``lightcol.Muvera`` exists, MUVERA prefetch + MaxSim rerank) and embedded LanceDB, with each store's
+(``MultiVectorCollection.search``), Qdrant local mode (``:memory:``, plain MaxSim, and MUVERA prefetch +
+MaxSim rerank with FastEmbed's default and the fitted encoder) and embedded LanceDB, with each store's
 agreement with the exhaustive top 10 (same ids in the same order; recall@10 for MUVERA). The
 documents are embedded once and handed to every store through a model stand-in that returns the
 cached vectors, so the stores see exactly the vectors lightcol ranks.
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from cisi import load_cisi, ndcg_at_k  # noqa: E402
 
-from lightcol import LateInteractionTextEmbedding, MultiVectorCollection  # noqa: E402
+from lightcol import LateInteractionTextEmbedding, Muvera, MultiVectorCollection  # noqa: E402
+from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED_FIT  # noqa: E402
 
 MODEL_DIR = ROOT / ".bench" / "minilm-colbert-onnx"
 
@@ -49,14 +50,6 @@ class CachedModel:
 
     def query_embed(self, texts: Any, batch_size: int = 64) -> Any:
         return self._model.query_embed(texts, batch_size=batch_size)
-
-
-def _muvera(dim: int) -> Any | None:
-    try:
-        from lightcol import Muvera  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return Muvera(dim)
 
 
 def quality(model: LateInteractionTextEmbedding, batch_size: int, prefetch: int) -> tuple[int, list[tuple[str, float, str, float]]]:
@@ -84,14 +77,18 @@ def quality(model: LateInteractionTextEmbedding, batch_size: int, prefetch: int)
     qdrant.create_collection(client, "cisi", model)
     qdrant.upsert(client, "cisi", documents=texts, ids=ids, model=cached, batch_size=batch_size, show_progress=False)
     runs["Qdrant local, MaxSim"] = lambda q: [p.id for p in qdrant.query(client, "cisi", q, model=model, limit=10)]
-    muvera = _muvera(model.embedding_size)
-    if muvera is not None:
-        qdrant.create_collection(client, "cisi-muvera", model, muvera=muvera)
-        qdrant.upsert(client, "cisi-muvera", documents=texts, ids=ids, model=cached, muvera=muvera,
+    encoders = {"FastEmbed's default": Muvera(model.embedding_size, **FASTEMBED_DEFAULTS),
+                "fitted, RECOMMENDED_FIT": Muvera.fit(vectors, **RECOMMENDED_FIT)}
+    for label, muvera in encoders.items():
+        name = f"cisi-muvera-{len(runs)}"
+        qdrant.create_collection(client, name, model, muvera=muvera)
+        qdrant.upsert(client, name, documents=texts, ids=ids, model=cached, muvera=muvera,
                       batch_size=batch_size, show_progress=False)
-        runs[f"Qdrant local, MUVERA prefetch {prefetch} + MaxSim"] = lambda q: [
-            p.id for p in qdrant.query(client, "cisi-muvera", q, model=model, limit=10, muvera=muvera, prefetch_limit=prefetch)
-        ]
+        runs[f"Qdrant local, MUVERA ({label}) prefetch {prefetch} + MaxSim"] = (
+            lambda q, name=name, muvera=muvera: [
+                p.id for p in qdrant.query(client, name, q, model=model, limit=10, muvera=muvera, prefetch_limit=prefetch)
+            ]
+        )
     db = lancedb.connect(tempfile.mkdtemp(prefix="lightcol-bench-lance-"))
     table = lc.create_table(db, "cisi", cached, documents=texts, ids=ids, batch_size=batch_size, show_progress=False)
     runs["LanceDB embedded"] = lambda q: [r["id"] for r in lc.search(table, q, model=model, limit=10)]
