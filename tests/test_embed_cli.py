@@ -341,6 +341,16 @@ def test_missing_extra_names_it(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_missing_ray_extra_names_it(tmp_path: Path) -> None:
+    paths = write_inputs(tmp_path / "in", TEXTS[:3])
+    code = ("import sys; sys.modules['ray'] = None; from lightcol.cli import main; "
+            f"sys.exit(main(['embed', {str(paths['.txt'])!r}, '-o', {str(tmp_path / 'o')!r}, '--model-path', "
+            f"{str(ONNX_DIR)!r}, '--ray', 'auto']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "pip install 'lightcol[ray]'" in one_line_error(proc.stderr)
+
+
 def test_import_lightcol_imports_neither_pyarrow_nor_ray() -> None:
     code = "import sys, lightcol, lightcol.cli; print([m for m in ('pyarrow', 'ray') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout

@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from lightcol import parquet
 
     parquet.pa()  # the missing extra is named before the model loads
+    if args.ray is not None:
+        from lightcol import ray as _lray
+
+        _lray._ray()
     opts = embed_job.JobOptions(
         inputs=list(args.inputs), output=args.output, model_name=args.model, model_path=args.model_path,
         text_field=args.text_field, id_field=args.id_field or "id", id_required=args.id_field is not None,
