@@ -471,6 +471,8 @@ def run_job(opts: JobOptions, model: Any = None, log: Any = None) -> Summary:
                 flush(close=False)
         drain_skipped()
         flush(close=True)
+        if total == 0 and not done and writer.written == 0 and shard < 0:
+            writer.put(("close", 0, id_type or "int64"))  # empty input: one empty shard, so readers see the schema
         writer.put(None)
         writer.join()
         if writer.error is not None:

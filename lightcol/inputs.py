@@ -88,6 +88,7 @@ def _check_text(text: Any, field: str | None) -> str | None:
 
 
 _MISSING = object()
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark at the start of a file is not part of the first text
 
 
 def _check_id(value: Any, field: str) -> str | None:
@@ -175,6 +176,8 @@ class Reader:
                 row = self._next()
                 if row < self.start_row:
                     continue
+                if n == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
                 text, err = _decode(raw[:-1] if raw.endswith(b"\n") else raw)
                 if text is not None and text.endswith("\r"):
                     text = text[:-1]
@@ -184,6 +187,8 @@ class Reader:
         use_id: bool | None = True if self.id_required else (None if self.id_field else False)
         with _open(path) as f:
             for n, raw in enumerate(f, 1):
+                if n == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
                 if not raw.strip():
                     continue
                 row = self._next()
@@ -218,7 +223,7 @@ class Reader:
 
     def _csv(self, path: str) -> Iterator[Row]:
         with _open(path) as f:
-            text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+            text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.reader(text)
             try:
                 header = next(reader, None)

@@ -44,12 +44,12 @@ def write_inputs(folder: Path, texts: list[str], ids: list[str] | None = None) -
     paths = {fmt: folder / f"in{fmt}" for fmt in (".txt", ".jsonl", ".csv", ".parquet")}
     paths[".txt"].write_text("".join(t + "\n" for t in texts if "\n" not in t and "\r" not in t), encoding="utf-8")
     with open(paths[".jsonl"], "w", encoding="utf-8") as f:
-        for i, t in zip(ids, texts):
+        for i, t in zip(ids, texts, strict=True):
             f.write(json.dumps({"id": i, "text": t, "other": 1}) + "\n")
     with open(paths[".csv"], "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "text"])
-        w.writerows(zip(ids, texts))
+        w.writerows(zip(ids, texts, strict=True))
     pq.write_table(pa.table({"text": texts, "id": ids}), paths[".parquet"], row_group_size=16)
     return paths
 
@@ -68,7 +68,7 @@ def model():
 
 def assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(g, w)
 
@@ -151,6 +151,24 @@ def test_several_inputs_number_rows_across_files(tmp_path: Path, model, capsys) 
     assert ids == [0, 1, 2, 3, 4]
     assert_same(vectors, list(model.embed(["first", "second", "third", "", "fifth"])))
     assert "embedded 5 texts" in err and "1 shard(s) written" in err  # the summary line
+
+
+def test_byte_order_mark_and_empty_input(tmp_path: Path, model, capsys) -> None:
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "a.txt").write_bytes(bom + b"first\nsecond\n")
+    (tmp_path / "b.jsonl").write_bytes(bom + b'{"text": "third"}\n')
+    (tmp_path / "c.csv").write_bytes(bom + b"text\nfourth\n")
+    out = tmp_path / "out"
+    code, err = run([str(tmp_path / n) for n in ("a.txt", "b.jsonl", "c.csv")] + ["-o", str(out), *MODEL, "-q"], capsys)
+    assert code == 0, err
+    ids, vectors = parquet.read_embeddings(out)
+    assert ids == [0, 1, 2, 3]
+    assert_same(vectors, list(model.embed(["first", "second", "third", "fourth"])))
+    (tmp_path / "empty.txt").write_bytes(b"")
+    code, err = run([str(tmp_path / "empty.txt"), "-o", str(tmp_path / "e"), *MODEL, "-q"], capsys)
+    assert code == 0, err
+    assert parquet.read_embeddings(tmp_path / "e") == ([], [])
+    assert pq.read_schema(tmp_path / "e" / "part-00000.parquet").field("vectors").type == parquet.vectors_type(16, "float32")
 
 
 def test_model_name_with_a_folder_without_config(tmp_path: Path, model, capsys, monkeypatch) -> None:

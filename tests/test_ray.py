@@ -86,7 +86,7 @@ def test_embed_texts_in_order_and_the_cli_job_on_ray(cluster, model, tmp_path: P
                            queries=True))
     want = list(model.query_embed(TEXTS))
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
     src = tmp_path / "in.txt"

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +195,7 @@ def main() -> None:
               f"batch of {args.rows_per_batch} rows (identity UDF, 2 actors): {per_batch:.2f} ms "
               f"({ray_row['identity_batches']} more batches took {ray_row['identity_seconds']:.2f} s more)")
     if rss:
-        print(f"\npeak RSS of 'lightcol embed' (tiny test model, float16 output):")
+        print("\npeak RSS of 'lightcol embed' (tiny test model, float16 output):")
         print(f"{'texts':>8}{'seconds':>10}{'peak RSS MiB':>14}{'vs first':>10}")
         first = rss[0][1]["peak_rss_mib"]
         for n, r in rss:
