@@ -94,8 +94,9 @@ class Embedder:
 
 
 def _default_actors(ray: Any, threads_per_actor: int) -> int:
-    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
-    return max(1, int(cpus // threads_per_actor))
+    if not ray.is_initialized():
+        ray.init()  # what Ray Data does on first use: the cluster at $RAY_ADDRESS, else a local one
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // threads_per_actor))
 
 
 def _model_path(path: str | os.PathLike[str] | None) -> str | None:
