@@ -2,20 +2,21 @@
 """Benchmark of ``lightcol embed`` (files -> Parquet) and ``lightcol.ray`` against in-process ``embed``.
 
     flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
-        .venv/bin/python tools/bench_embed_job.py [--repeat 2] [--docs 2920] [--rss 20000 200000] [--no-ray]
+        .venv/bin/python tools/bench_embed_job.py [--repeat 3] [--docs 730] [--rss 20000 200000] [--no-ray]
 
 Texts: CISI abstracts (title + abstract; ``$LIGHTCOL_CISI_DIR``), repeated with varied ids up to
 ``--docs``, in a JSONL file. Model: ``.bench/minilm-colbert-onnx`` (``--model-path``), batch 256,
-float32, ONNX Runtime's default threads. Each measurement runs in its own subprocess; the table shows
-the best of ``--repeat`` alternating runs:
+float32. On a shared machine the load drifts, so every comparison is made of ``--repeat`` pairs of runs
+back to back, and the ratio shown is the median of the pairs' ratios:
 
-* ``in-process``: read the JSONL, ``for v in model.embed(texts)`` (vectors dropped), model preloaded;
-* ``lightcol embed``: ``embed_job.run_job`` on the same file with the model preloaded (counting the
-  rows, reading, embedding, Arrow conversion and Parquet writing), output float32;
-* ``ray 2x1``: a local Ray cluster of 2 CPUs, ``embed_dataset`` with 2 actors x 1 thread over the
-  texts (``ray.data.from_items``), consumed with ``iter_batches``; actor start and model load included
-  (reported separately as a fixed cost); Ray's overhead per batch: an identity ``map_batches`` with
-  the same actor pool and batch size, divided by its batches;
+* ``in-process embed`` (own subprocess, model preloaded): read the JSONL, ``for v in model.embed(texts)``;
+* ``lightcol embed (job)`` (own subprocess, model and pyarrow preloaded): ``embed_job.run_job`` on the
+  same file: counting the rows, reading, embedding, Arrow conversion and Parquet writing (float32);
+* ``ray 2 actors x 1 thread``: one subprocess with a local Ray cluster of 2 CPUs alternates in-process
+  ``embed`` (ONNX Runtime's default threads) with ``embed_dataset`` (2 actors x 1 thread, actor start and
+  model load included) over the same texts (``ray.data.from_items``), consumed with ``iter_batches``.
+  Ray's overhead per batch: an identity ``map_batches`` on the same actor pool and batch size over 1x and
+  9x the rows; the time difference over the batch-count difference;
 * peak RSS (``ru_maxrss``) of a ``lightcol embed`` process for ``--rss`` counts of texts (the tiny
   test model, float16 output: what is measured is the pipeline's memory, not the model's).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,14 +102,23 @@ small = ray.data.from_items(rows[:2], override_num_blocks=2)
 list(embed_dataset(small, specific_model_path=sys.argv[1], actors=2, batch_size=int(sys.argv[3])).iter_batches(batch_size=None))
 startup = time.perf_counter() - t
 
-t = time.perf_counter()
-n = 0
-for b in embed_dataset(ds, specific_model_path=sys.argv[1], actors=2, threads_per_actor=1, batch_size=int(sys.argv[3]),
-                       rows_per_batch=rows_per_batch).iter_batches(batch_format="pyarrow", batch_size=None):
-    n += b.num_rows
-seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "n": n, "startup": startup, "identity_seconds": best_id,
-                  "identity_batches": n_batches}))
+from lightcol import LateInteractionTextEmbedding
+model = LateInteractionTextEmbedding(specific_model_path=sys.argv[1], cuda=False)
+texts = [r["text"] for r in rows]
+pairs = []
+for _ in range(int(sys.argv[5])):
+    t = time.perf_counter()
+    for v in model.embed(texts, batch_size=int(sys.argv[3])):
+        pass
+    inproc = time.perf_counter() - t
+    t = time.perf_counter()
+    n = 0
+    for b in embed_dataset(ds, specific_model_path=sys.argv[1], actors=2, threads_per_actor=1,
+                           batch_size=int(sys.argv[3]), rows_per_batch=rows_per_batch).iter_batches(
+                               batch_format="pyarrow", batch_size=None):
+        n += b.num_rows
+    pairs.append({"inproc": inproc, "ray": time.perf_counter() - t, "n": n})
+print(json.dumps({"pairs": pairs, "startup": startup, "identity_seconds": best_id, "identity_batches": n_batches}))
 ray.shutdown()
 """
 
@@ -145,9 +156,9 @@ def write_jsonl(path: Path, texts: list[str], n: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-path", default=str(MODEL_DIR))
-    ap.add_argument("--docs", type=int, default=2920, help="texts for the throughput rows (default: CISI twice)")
+    ap.add_argument("--docs", type=int, default=730, help="texts for the throughput rows (default: half of CISI)")
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="pairs of runs")
     ap.add_argument("--rows-per-batch", type=int, default=256, help="Ray rows per map_batches call")
     ap.add_argument("--rss", type=int, nargs="*", default=[20000, 200000], help="text counts for the peak-RSS rows")
     ap.add_argument("--no-ray", action="store_true")
@@ -157,15 +168,14 @@ def main() -> None:
         src = Path(tmp) / "cisi.jsonl"
         write_jsonl(src, texts, args.docs)
         bs = str(args.batch_size)
-        best: dict[str, dict] = {}
+        pairs = []  # (in-process, CLI job) run back to back: both see about the same load on a shared machine
         for _ in range(args.repeat):
-            for name, code, extra in (("in-process embed", _INPROC, []), ("lightcol embed", _JOB, [str(Path(tmp) / "out")])):
-                r = run_py(code, args.model_path, str(src), bs, *extra)
-                if name not in best or r["seconds"] < best[name]["seconds"]:
-                    best[name] = r
+            a = run_py(_INPROC, args.model_path, str(src), bs)
+            b = run_py(_JOB, args.model_path, str(src), bs, str(Path(tmp) / "out"))
+            pairs.append((a, b))
         ray_row = None
         if not args.no_ray:
-            ray_row = run_py(_RAY, args.model_path, str(src), bs, str(args.rows_per_batch))
+            ray_row = run_py(_RAY, args.model_path, str(src), bs, str(args.rows_per_batch), str(args.repeat))
         rss = []
         for n in args.rss:
             path = Path(tmp) / f"rss-{n}.jsonl"
@@ -174,24 +184,24 @@ def main() -> None:
             rss.append((n, r))
             path.unlink()
 
-    base = best["in-process embed"]
-    base_rate = base["n"] / base["seconds"]
     print(f"model {Path(args.model_path).name}, {args.docs} CISI texts (JSONL), batch {args.batch_size}, float32, "
-          f"best of {args.repeat}, {os.cpu_count()} cores")
-    print(f"{'run':<34}{'docs':>7}{'seconds':>10}{'docs/s':>10}{'ratio':>8}")
-    for name in ("in-process embed", "lightcol embed"):
-        r = best[name]
-        rate = r["n"] / r["seconds"]
-        print(f"{name:<34}{r['n']:>7}{r['seconds']:>10.2f}{rate:>10.1f}{rate / base_rate:>8.3f}")
+          f"{os.cpu_count()} cores; {args.repeat} pairs of runs back to back, ratio = median of the pairs' ratios")
+    print(f"{'run':<30}{'docs':>6}{'docs/s per pair':>32}{'ratio (median)':>16}")
+
+    def row(name: str, n: int, rates: list[float], ratios: list[float] | None) -> None:
+        r = "" if ratios is None else f"{statistics.median(ratios):.3f}"
+        print(f"{name:<30}{n:>6}{' '.join(f'{x:6.1f}' for x in rates):>32}{r:>16}")
+
+    n = pairs[0][0]["n"]
+    row("in-process embed", n, [a["n"] / a["seconds"] for a, _ in pairs], None)
+    row("lightcol embed (job)", n, [b["n"] / b["seconds"] for _, b in pairs],
+        [a["seconds"] / b["seconds"] for a, b in pairs])
     if ray_row is not None:
-        rate = ray_row["n"] / ray_row["seconds"]
-        print(f"{'ray 2 actors x 1 thread':<34}{ray_row['n']:>7}{ray_row['seconds']:>10.2f}{rate:>10.1f}"
-              f"{rate / base_rate:>8.3f}")
-        steady = ray_row["seconds"] - ray_row["startup"]
-        rate = ray_row["n"] / steady
-        print(f"{'  same, less actor start':<34}{ray_row['n']:>7}{steady:>10.2f}{rate:>10.1f}{rate / base_rate:>8.3f}")
+        rp = ray_row["pairs"]
+        row("in-process (Ray driver)", n, [p["n"] / p["inproc"] for p in rp], None)
+        row("ray 2 actors x 1 thread", n, [p["n"] / p["ray"] for p in rp], [p["inproc"] / p["ray"] for p in rp])
         per_batch = ray_row["identity_seconds"] / ray_row["identity_batches"] * 1000
-        print(f"ray: actor start + model load {ray_row['startup']:.2f} s (a fixed cost per job); overhead per "
+        print(f"ray: actor start + model load {ray_row['startup']:.2f} s (included in the ray rows); overhead per "
               f"batch of {args.rows_per_batch} rows (identity UDF, 2 actors): {per_batch:.2f} ms "
               f"({ray_row['identity_batches']} more batches took {ray_row['identity_seconds']:.2f} s more)")
     if rss:
