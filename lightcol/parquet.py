@@ -1,7 +1,7 @@
 """Parquet files of multi-vector embeddings (schema v1), as ``lightcol embed`` and ``lightcol.ray`` write them.
 
 Columns: ``id`` (int64 or string), ``vectors`` (``list<fixed_size_list<float16|float32, dim>>``: one
-row of token vectors per text, which LanceDB, Polars, DuckDB and pyarrow read as a list of vectors),
+row of token vectors per text: a list of vectors for pyarrow, a multivector column for LanceDB),
 ``n_tokens`` (int32, the number of vectors) and, optionally, ``muvera`` (``fixed_size_list<float32, D>``).
 The schema's metadata key ``lightcol`` holds a JSON object: format version, model name, dim, dtype,
 rules and the options fingerprint of the job.

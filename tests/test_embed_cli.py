@@ -383,3 +383,14 @@ def test_job_api_returns_a_summary(tmp_path: Path, model) -> None:
     assert (s.embedded, s.skipped, s.shards_written, s.shards_kept) == (len(TEXTS), 0, 2, 0)
     assert s.tokens == sum(len(v) for v in model.embed(TEXTS))
     assert os.path.exists(tmp_path / "out" / embed_job.MANIFEST)
+
+
+def test_lancedb_takes_the_output_as_a_multivector_column(tmp_path: Path, capsys) -> None:
+    lancedb = pytest.importorskip("lancedb")
+    paths = write_inputs(tmp_path / "in", TEXTS)
+    out = tmp_path / "out"
+    assert run([str(paths[".jsonl"]), "-o", str(out), *MODEL, "-q"], capsys)[0] == 0
+    table = lancedb.connect(str(tmp_path / "db")).create_table("docs", pq.read_table(out))
+    ids, vectors = parquet.read_embeddings(out)
+    hits = table.search(vectors[7]).limit(1).to_list()  # a document's own vectors: itself first
+    assert hits[0]["id"] == ids[7]
