@@ -279,6 +279,8 @@ class _ShardWriter(threading.Thread):
             folder = self.out / _SKIP_DIR
             folder.mkdir(exist_ok=True)
             _write_lines(folder / f"part-{self._shard:05d}.jsonl", self._skipped)
+        with open(self._tmp, "rb+") as f:  # type: ignore[arg-type]
+            os.fsync(f.fileno())  # on disk before it is renamed: a crash never leaves a visible empty shard
         os.replace(self._tmp, self.out / shard_name(self._shard))  # type: ignore[arg-type]
         self.written += 1
         self._writer, self._tmp, self._shard, self._skipped = None, None, -1, []
@@ -348,6 +350,22 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
     return False
 
 
+def _readable(path: Path, quiet: bool) -> bool:
+    """Whether a finished shard exists and its Parquet footer reads; a damaged one is deleted (redone)."""
+    if not path.exists():
+        return False
+    from lightcol import parquet
+
+    try:
+        parquet._pq().read_metadata(path)
+        return True
+    except Exception as e:  # noqa: BLE001 - pyarrow's error types
+        if not quiet:
+            print(f"lightcol embed: {path} is damaged ({e}); embedding its rows again", file=sys.stderr)
+        path.unlink()
+        return False
+
+
 def _id_type(value: Any) -> str:
     return "string" if isinstance(value, str) else "int64"
 
@@ -370,7 +388,7 @@ def run_job(opts: JobOptions, model: Any = None, log: Any = None) -> Summary:
     total = _inputs.count_rows(opts.inputs)
     shard_size = opts.shard_size
     n_shards = -(-total // shard_size)
-    done = {k for k in range(n_shards) if (out / shard_name(k)).exists()}
+    done = {k for k in range(n_shards) if _readable(out / shard_name(k), opts.quiet)}
     first_todo = next((k for k in range(n_shards) if k not in done), n_shards)
     summary = Summary(output=str(out), shards_kept=len(done))
     summary.rows_kept = sum(min(shard_size, total - k * shard_size) for k in done)

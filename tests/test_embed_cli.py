@@ -244,6 +244,13 @@ def test_resume_after_kill(sig: str, tmp_path: Path, model, capsys) -> None:
     code, err = run(args, capsys)  # complete: a rerun embeds nothing
     assert code == 0 and "embedded 0 texts" in err and "5 kept" in err
 
+    (out / "part-00003.parquet").write_bytes(b"PAR1 cut short")  # damaged (e.g. by a disk error): redone
+    code, err = run(args, capsys)
+    assert code == 0 and "part-00003.parquet is damaged" in err and "embedded 20 texts" in err
+    ids, vectors = parquet.read_embeddings(out)
+    assert ids == [f"doc-{i}" for i in range(100)]
+    assert_same(vectors, list(model.embed(texts, batch_size=4)))
+
 
 def test_changed_options_or_inputs_are_refused(tmp_path: Path, capsys) -> None:
     paths = write_inputs(tmp_path / "in", TEXTS)
