@@ -84,3 +84,19 @@ class IndexFormatError(LightcolError, ValueError):
 
 class IndexVersionError(IndexFormatError):
     """An index file was written in a newer format version than this lightcol reads (upgrade)."""
+
+
+class InputFileError(LightcolError, ValueError):
+    """An input file of ``lightcol embed`` cannot be read: unreadable, not valid UTF-8 / JSON / CSV, or a
+    record lacks the text field or holds a non-string text. The message names the file and line (row);
+    ``path`` and ``line`` hold them (``line`` is 1-based, ``None`` for the whole file)."""
+
+    def __init__(self, message: str, path: str = "", line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
+class ResumeError(LightcolError, ValueError):
+    """An output folder holds a job started with another model, options or inputs: it is not resumed
+    (that would mix vectors); use a new folder or delete the old one."""
