@@ -13,6 +13,7 @@ writing in another behind it, so the job runs at about the speed of ``embed`` it
 
 from __future__ import annotations
 
+import hashlib
 import collections
 import json
 import os
@@ -106,8 +107,11 @@ def _check(opts: JobOptions) -> None:
             raise ArgumentError(f"{name} must be a positive int, got {v!r}")
     if opts.dtype not in ("float16", "float32"):
         raise ArgumentError(f"dtype must be 'float16' or 'float32', got {opts.dtype!r}")
-    if opts.muvera is not None and opts.muvera not in _MUVERA:
-        raise ArgumentError(f"muvera must be one of {', '.join(_MUVERA)}, got {opts.muvera!r}")
+    if opts.muvera is not None and opts.muvera not in _MUVERA and not Path(opts.muvera).is_file():
+        raise ArgumentError(
+            f"muvera must be one of {', '.join(_MUVERA)} or a file written by Muvera.save (e.g. a fitted encoder), "
+            f"got {opts.muvera!r}"
+        )
     if opts.on_error not in ("raise", "skip"):
         raise ArgumentError(f"on_error must be 'raise' or 'skip', got {opts.on_error!r}")
     if opts.queries and opts.pool_factor > 1:
@@ -132,6 +136,11 @@ def make_muvera(kind: str | None, dim: int) -> Any:
         return None
     from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, Muvera
 
+    if kind not in _MUVERA:  # a saved encoder (e.g. Muvera.fit(...).save(path))
+        muvera = Muvera.load(kind)
+        if muvera.dim != dim:
+            raise ArgumentError(f"the Muvera in {kind!r} encodes {muvera.dim}-dim vectors; the model's are {dim}-dim")
+        return muvera
     return Muvera(dim, **(RECOMMENDED if kind == "recommended" else FASTEMBED_DEFAULTS))
 
 
@@ -149,6 +158,8 @@ def fingerprint(opts: JobOptions, model: Any) -> dict[str, Any]:
         "pool_factor": opts.pool_factor,
         "protected_tokens": opts.protected_tokens if opts.pool_factor > 1 else None,
         "muvera": opts.muvera,
+        "muvera_sha256": (hashlib.sha256(Path(opts.muvera).read_bytes()).hexdigest()
+                          if opts.muvera is not None and opts.muvera not in _MUVERA else None),
         "queries": opts.queries,
         "text_field": opts.text_field,
         "id_field": opts.id_field,

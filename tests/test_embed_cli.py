@@ -132,6 +132,22 @@ def test_options_pool_muvera_queries(tmp_path: Path, model, capsys) -> None:
                                   Muvera(16, k_sim=5, dim_proj=16, r_reps=20).process_queries(want))
 
 
+def test_saved_muvera_file(tmp_path: Path, model, capsys) -> None:
+    paths = write_inputs(tmp_path / "in", TEXTS)
+    fitted = Muvera.fit(list(model.embed(TEXTS)), k_sim=2, dim_proj=4, r_reps=2)
+    fitted.save(tmp_path / "muvera.npz")
+    out = tmp_path / "out"
+    code, err = run([str(paths[".jsonl"]), "-o", str(out), *MODEL, "--muvera", str(tmp_path / "muvera.npz"), "-q"], capsys)
+    assert code == 0, err
+    fde = np.concatenate([b["muvera"] for b in parquet.iter_batches(out, columns=("muvera",))])
+    np.testing.assert_array_equal(fde, fitted.process_documents(list(model.embed(TEXTS))))
+    Muvera.fit(list(model.embed(TEXTS)), k_sim=2, dim_proj=4, r_reps=2, random_seed=7).save(tmp_path / "muvera.npz")
+    code, err = run([str(paths[".jsonl"]), "-o", str(out), *MODEL, "--muvera", str(tmp_path / "muvera.npz"), "-q"], capsys)
+    assert code != 0 and "muvera" in err  # another encoder under the same name: refused, not mixed
+    code, err = run([str(paths[".jsonl"]), "-o", str(tmp_path / "o2"), *MODEL, "--muvera", "nope", "-q"], capsys)
+    assert code == 2 and "Muvera.save" in err
+
+
 def test_parallel_workers_give_the_same_vectors(tmp_path: Path, model, capsys) -> None:
     paths = write_inputs(tmp_path / "in", TEXTS)
     out = tmp_path / "out"

@@ -36,8 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--quantized", action="store_true", help="use the model's int8 variant")
     p.add_argument("--pool-factor", type=int, default=1, help="token pooling factor (default 1: off)")
     p.add_argument("--protected-tokens", type=int, default=1, help="leading vectors kept unpooled (default 1)")
-    p.add_argument("--muvera", nargs="?", const="recommended", choices=("recommended", "fastembed"), default=None,
-                   help="add a 'muvera' column of MUVERA encodings (default setting: recommended)")
+    p.add_argument("--muvera", nargs="?", const="recommended", default=None, metavar="recommended|fastembed|FILE",
+                   help="add a 'muvera' column of MUVERA encodings: lightcol's recommended or FastEmbed's default "
+                        "random setting, or a saved encoder (Muvera.save, e.g. a fitted one) (default: recommended)")
     p.add_argument("--queries", action="store_true", help="embed the texts as queries")
     p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
                    help="input rows per output shard (default 65536)")
