@@ -32,7 +32,7 @@ from lightcol import inputs as _inputs
 from lightcol.errors import ArgumentError, InputFileError, ResumeError
 
 MANIFEST = "_lightcol_job.json"
-SKIPPED = "skipped.jsonl"
+SKIPPED = "_skipped.jsonl"  # "_" first: Parquet readers of the folder (pyarrow, Polars, DuckDB) skip it
 _SKIP_DIR = "_skipped"
 FORMAT = "lightcol-embed-job"
 #: Default rows per shard (a multiple of every embed window, so shards never split one).

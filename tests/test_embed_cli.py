@@ -356,10 +356,11 @@ def test_on_error_skip_records_skipped_ids(tmp_path: Path, model, capsys) -> Non
     good = [i for i in range(30) if i not in (4, 17, 25)]
     assert ids == [f"d{i}" for i in good]
     assert_same(vectors, list(model.embed([f"text number {i}" for i in good])))
-    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    skipped = [json.loads(line) for line in (out / "_skipped.jsonl").read_text().splitlines()]
     assert [(s["row"], s["id"], s["line"]) for s in skipped] == [(4, "d4", 5), (17, "d17", 18), (25, 25, 26)]
     assert skipped[0]["file"] == str(path) and "is int" in skipped[0]["error"]
     assert [pq.read_metadata(p).num_rows for p in sorted(out.glob("part-*.parquet"))] == [7, 8, 7, 5]
+    assert pq.read_table(out).column("id").to_pylist() == ids  # the folder reads as a dataset, side files skipped
 
 
 def test_usage_errors(tmp_path: Path, capsys) -> None:

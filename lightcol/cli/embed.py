@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
                    help="input rows per output shard (default 65536)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="a bad record: stop with an error naming file and line (default), or skip it and list it "
-                        "in OUT/skipped.jsonl")
+                        "in OUT/_skipped.jsonl")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run the embedding on a Ray cluster ('auto': the running one; 'local': start one here)")
     p.add_argument("--ray-actors", type=int, default=None, metavar="N",
