@@ -127,8 +127,10 @@ class LateInteractionTextEmbedding:
         session_options: ONNX Runtime session options: an ``onnxruntime.SessionOptions`` used as
             given, or a mapping of its attribute names / session config keys to values (see
             :func:`lightcol.session.session_options`). Default: all graph optimisations, sequential.
-        quantized: load the model's int8 variant (``tools/export_onnx.py --quantize int8``);
-            same as ``model_variant="int8"``.
+        quantized: load the model's int8 variant (``tools/export_onnx.py --quantize int8``); same as
+            ``model_variant="int8"``. A model without an int8 file gets one made from its float32 file
+            on first load (beside it if the folder is writable, else in the cache) and reused: needs
+            ``pip install 'lightcol[quantize]'`` (see :mod:`lightcol.quantize`).
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
         **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
@@ -171,7 +173,11 @@ class LateInteractionTextEmbedding:
             raise ArgumentError(f"quantized=True loads the 'int8' variant; it contradicts model_variant={model_variant!r}")
         self.model_variant = "int8" if quantized else model_variant
         self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
-        self._model_file = self.spec.variant_file(self.model_variant)
+        # int8 without an int8 file of the model's own: made from the float32 file on load (lightcol.quantize)
+        self._derive_int8 = self.model_variant == "int8" and (
+            "int8" not in self.spec.variants or not (self.model_dir / self.spec.variants["int8"]).is_file()
+        )
+        self._model_file = self.spec.model_file if self._derive_int8 else self.spec.variant_file(self.model_variant)
         rules = self.spec.rules
         self._check_position_limit()
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
@@ -210,7 +216,8 @@ class LateInteractionTextEmbedding:
                     ) from None
             return model_name or spec.model, spec, folder, False
         spec = get_spec(model_name or DEFAULT_MODEL)
-        spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
+        if self.model_variant != "int8":  # int8 is made from float32 when the model has none
+            spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
         from lightcol import download  # deferred: only models fetched from the hub need it
 
         folder = download.resolve_model_dir(
@@ -237,22 +244,40 @@ class LateInteractionTextEmbedding:
                     "lightcol_config.json / the registry entry."
                 )
 
+    def _model_path(self, force: bool = False) -> Path:
+        """The ONNX file to open; for a derived int8 variant, made now if it is missing or stale."""
+        path = self.model_dir / self._model_file
+        if not self._derive_int8:
+            return path
+        from lightcol import quantize
+
+        lock = None
+        if self._from_cache:
+            from lightcol import download
+
+            lock = download.lock_path(self.spec, self._cache_dir)
+        return quantize.ensure_int8(path, cache_dir=self._cache_dir, beside=not self._from_cache, lock=lock, force=force)
+
     def _load_onnx(self) -> None:
         model_path = self.model_dir / self._model_file
         try:
+            model_path = self._model_path()
             sess = _session.create_session(model_path, self._providers, self._options)
         except ModelLoadError:
-            if not self._from_cache:
+            if not self._from_cache and not self._derive_int8:
                 raise
-            from lightcol import download
+            if self._from_cache:
+                from lightcol import download
 
-            # A cached file may have been corrupted after download: hash-check, re-fetch, retry once.
-            self.model_dir = Path(
-                download.repair_model_dir(
-                    self.spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
+                # A cached file may have been corrupted after download: hash-check, re-fetch, retry once.
+                self.model_dir = Path(
+                    download.repair_model_dir(
+                        self.spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
+                    )
                 )
-            )
-            sess = _session.create_session(self.model_dir / self._model_file, self._providers, self._options)
+            # a derived int8 file that does not load is made again (never loaded twice)
+            model_path = self._model_path(force=self._derive_int8)
+            sess = _session.create_session(model_path, self._providers, self._options)
         inputs = {i.name: i for i in sess.get_inputs()}
         known = ("input_ids", "attention_mask", "token_type_ids")
         if (
@@ -475,6 +500,9 @@ class LateInteractionTextEmbedding:
             "model_variant": self.model_variant,
             "local_files_only": True,
         }
+        if self._derive_int8:
+            init["cache_dir"] = self._cache_dir
+            self._model_path()  # made once here, not by every worker
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
         return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
 
