@@ -13,7 +13,7 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol import _fastembed, _validate
+from lightcol import _fastembed, _validate, graph_cache
 from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
 from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models, read_folder_config
 
@@ -162,6 +162,8 @@ class LateInteractionTextEmbedding:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
         self._options = _session.session_options(threads, session_options)
+        self._threads, self._session_options_arg = threads, session_options
+        self._graph_cache = graph_cache.enabled(self._providers, session_options)
         # what worker processes (embed(parallel=N)) need to open the same session
         self._worker_state = {"threads": threads, "session_options": _session.options_state(session_options),
                               "providers": self._providers}
@@ -258,11 +260,24 @@ class LateInteractionTextEmbedding:
             lock = download.lock_path(self.spec, self._cache_dir)
         return quantize.ensure_int8(path, cache_dir=self._cache_dir, beside=not self._from_cache, lock=lock, force=force)
 
+    def _open(self, model_path: Path) -> Any:
+        """An ONNX Runtime session on ``model_path``, through the optimised-graph cache where it applies."""
+        if not self._graph_cache:
+            return _session.create_session(model_path, self._providers, self._options)
+        return graph_cache.open_session(
+            model_path,
+            self._providers,
+            lambda: _session.session_options(self._threads, self._session_options_arg),
+            self._session_options_arg,
+            self._cache_dir,
+            lambda path, options: _session.create_session(path, self._providers, options),
+        )
+
     def _load_onnx(self) -> None:
         model_path = self.model_dir / self._model_file
         try:
             model_path = self._model_path()
-            sess = _session.create_session(model_path, self._providers, self._options)
+            sess = self._open(model_path)
         except ModelLoadError:
             if not self._from_cache and not self._derive_int8:
                 raise
@@ -277,7 +292,7 @@ class LateInteractionTextEmbedding:
                 )
             # a derived int8 file that does not load is made again (never loaded twice)
             model_path = self._model_path(force=self._derive_int8)
-            sess = _session.create_session(model_path, self._providers, self._options)
+            sess = self._open(model_path)
         inputs = {i.name: i for i in sess.get_inputs()}
         known = ("input_ids", "attention_mask", "token_type_ids")
         if (
