@@ -131,6 +131,10 @@ class LateInteractionTextEmbedding:
             ``model_variant="int8"``. A model without an int8 file gets one made from its float32 file
             on first load (beside it if the folder is writable, else in the cache) and reused: needs
             ``pip install 'lightcol[quantize]'`` (see :mod:`lightcol.quantize`).
+        optimize: load a rewritten copy of the float32 file (softmax NaN guards removed, ONNX
+            Runtime's transformer fusions; same vectors), made once like the int8 file: makes
+            ONNX files exported by others as fast as ``tools/export_onnx.py``'s (see
+            :mod:`lightcol.optimize`). Needs ``lightcol[quantize]``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
         **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
@@ -154,6 +158,7 @@ class LateInteractionTextEmbedding:
         session_options: _session.SessionOptionsLike | None = None,
         quantized: bool = False,
         model_variant: str | None = None,
+        optimize: bool = False,
         **kwargs: Any,
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
@@ -180,6 +185,12 @@ class LateInteractionTextEmbedding:
             "int8" not in self.spec.variants or not (self.model_dir / self.spec.variants["int8"]).is_file()
         )
         self._model_file = self.spec.model_file if self._derive_int8 else self.spec.variant_file(self.model_variant)
+        if optimize and self._model_file != self.spec.model_file:
+            raise ArgumentError(
+                f"optimize=True rewrites the float32 model file; the model's own {self.model_variant!r} file "
+                f"({self._model_file}) is used as it is. Drop optimize=True, or quantized=True without an int8 file."
+            )
+        self._optimize = bool(optimize)
         rules = self.spec.rules
         self._check_position_limit()
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
@@ -249,16 +260,21 @@ class LateInteractionTextEmbedding:
     def _model_path(self, force: bool = False) -> Path:
         """The ONNX file to open; for a derived int8 variant, made now if it is missing or stale."""
         path = self.model_dir / self._model_file
-        if not self._derive_int8:
+        if not self._derive_int8 and not self._optimize:
             return path
-        from lightcol import quantize
+        from lightcol import optimize, quantize
 
         lock = None
         if self._from_cache:
             from lightcol import download
 
             lock = download.lock_path(self.spec, self._cache_dir)
-        return quantize.ensure_int8(path, cache_dir=self._cache_dir, beside=not self._from_cache, lock=lock, force=force)
+        where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock}
+        if self._optimize:
+            path = optimize.ensure_optimized(path, force=force and not self._derive_int8, **where)
+        if self._derive_int8:
+            path = quantize.ensure_int8(path, force=force, **where)
+        return path
 
     def _open(self, model_path: Path) -> Any:
         """An ONNX Runtime session on ``model_path``, through the optimised-graph cache where it applies."""
@@ -279,7 +295,7 @@ class LateInteractionTextEmbedding:
             model_path = self._model_path()
             sess = self._open(model_path)
         except ModelLoadError:
-            if not self._from_cache and not self._derive_int8:
+            if not self._from_cache and not self._derive_int8 and not self._optimize:
                 raise
             if self._from_cache:
                 from lightcol import download
@@ -290,8 +306,8 @@ class LateInteractionTextEmbedding:
                         self.spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
                     )
                 )
-            # a derived int8 file that does not load is made again (never loaded twice)
-            model_path = self._model_path(force=self._derive_int8)
+            # a derived file that does not load is made again (never loaded twice)
+            model_path = self._model_path(force=self._derive_int8 or self._optimize)
             sess = self._open(model_path)
         inputs = {i.name: i for i in sess.get_inputs()}
         known = ("input_ids", "attention_mask", "token_type_ids")
@@ -515,8 +531,8 @@ class LateInteractionTextEmbedding:
             "model_variant": self.model_variant,
             "local_files_only": True,
         }
-        if self._derive_int8:
-            init["cache_dir"] = self._cache_dir
+        if self._derive_int8 or self._optimize:
+            init.update(cache_dir=self._cache_dir, optimize=self._optimize)
             self._model_path()  # made once here, not by every worker
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
         return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)

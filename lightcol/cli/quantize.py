@@ -27,27 +27,31 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lightcol import quantize
+
+    quantize.require_onnx()
+    print(derive(args, quantize.ensure_int8, own_variant="int8"))
+    return 0
+
+
+def derive(args: argparse.Namespace, ensure: Any, own_variant: str | None = None) -> Path:
+    """Make a derived file of MODEL|FOLDER's float32 ONNX file with ``ensure`` (int8, optimised) and return it."""
     from lightcol.errors import ModelLoadError
     from lightcol.registry import get_spec, read_folder_config
 
-    quantize.require_onnx()
     folder = Path(args.model)
     if folder.is_dir():
         spec = read_folder_config(folder)
         name = spec.model_file if spec is not None else "model.onnx"
-        if spec is not None and "int8" in spec.variants and (folder / spec.variants["int8"]).is_file() and not args.force:
-            print((folder / spec.variants["int8"]).absolute())  # the folder has its own int8 file
-            return 0
+        own = spec.variants.get(own_variant) if spec is not None and own_variant else None
+        if own and (folder / own).is_file() and not args.force:
+            return (folder / own).absolute()  # the folder has its own file of that variant
         source = folder / name
         if not source.is_file():
             raise ModelLoadError(f"{folder} has no {name}; pass a folder exported by tools/export_onnx.py.")
-        print(quantize.ensure_int8(source, cache_dir=args.cache_dir, beside=True, force=args.force))
-        return 0
+        return ensure(source, cache_dir=args.cache_dir, beside=True, force=args.force)
     from lightcol import download
 
     spec = get_spec(args.model)
     snapshot = download.resolve_model_dir(spec, cache_dir=args.cache_dir, token=args.token, progress=True)
     lock = download.lock_path(spec, args.cache_dir)
-    print(quantize.ensure_int8(snapshot / spec.model_file, cache_dir=args.cache_dir, beside=False, lock=lock,
-                               force=args.force))
-    return 0
+    return ensure(snapshot / spec.model_file, cache_dir=args.cache_dir, beside=False, lock=lock, force=args.force)
