@@ -185,6 +185,11 @@ class LateInteractionTextEmbedding:
             "int8" not in self.spec.variants or not (self.model_dir / self.spec.variants["int8"]).is_file()
         )
         self._model_file = self.spec.model_file if self._derive_int8 else self.spec.variant_file(self.model_variant)
+        if optimize and self.model_variant == "int8":
+            raise ArgumentError(
+                "optimize=True and quantized=True together are not supported yet (ONNX Runtime's quantizer cannot "
+                "read the fused graph); use one of them."
+            )
         if optimize and self._model_file != self.spec.model_file:
             raise ArgumentError(
                 f"optimize=True rewrites the float32 model file; the model's own {self.model_variant!r} file "

@@ -109,3 +109,24 @@ def test_off_by_env_and_for_own_session_options(cache: Path, monkeypatch) -> Non
     _vectors(session_options=opts)
     assert _entries(cache) == [] and opts.optimized_model_filepath == ""
     assert not graph_cache.enabled(["CUDAExecutionProvider", "CPUExecutionProvider"], None)
+
+
+def test_bounded_spinning_default_and_overrides() -> None:
+    from lightcol import session
+
+    def entry(opts, key):
+        try:
+            return opts.get_session_config_entry(key)
+        except Exception:  # noqa: BLE001 - not set
+            return None
+
+    d = session.session_options(None, None)
+    assert entry(d, "session.intra_op.allow_spinning") == "1"
+    assert entry(d, "session.intra_op.spin_duration_us") == str(session.SPIN_US)
+    off = session.session_options(None, {"session.intra_op.allow_spinning": "0"})
+    assert entry(off, "session.intra_op.allow_spinning") == "0"
+    assert entry(off, "session.intra_op.spin_duration_us") is None
+    full = session.session_options(None, {"session.intra_op.allow_spinning": "1"})
+    assert entry(full, "session.intra_op.spin_duration_us") is None  # ONNX Runtime's own spinning
+    state = session.options_state(d)
+    assert state["session.intra_op.spin_duration_us"] == str(session.SPIN_US)  # reaches worker processes
