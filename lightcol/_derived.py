@@ -26,7 +26,8 @@ RECORD_SUFFIX = ".lightcol.json"
 def fingerprint(path: Path) -> dict[str, Any]:
     """Cheap identity of a file's content: size, mtime and sha256 of 1 MiB at its start, middle and end.
 
-    ``path`` is followed through symlinks (a cache snapshot's file is a link to its blob).
+    ``path`` is followed through symlinks (a cache snapshot's file is a link to its blob). mtimes are
+    compared in whole seconds: container image layers may not keep finer ones.
     """
     st = os.stat(path)
     h = hashlib.sha256()
@@ -34,7 +35,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
         for offset in sorted({0, max(0, st.st_size // 2 - _SAMPLE // 2), max(0, st.st_size - _SAMPLE)}):
             f.seek(offset)
             h.update(f.read(_SAMPLE))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_sha256": h.hexdigest()}
+    return {"size": st.st_size, "mtime": int(st.st_mtime), "sample_sha256": h.hexdigest()}
 
 
 def key_of(parts: dict[str, Any]) -> str:
@@ -57,7 +58,7 @@ def is_valid(path: Path, key: str) -> bool:
         isinstance(record, dict)
         and record.get("key") == key
         and record.get("size") == st.st_size
-        and record.get("mtime_ns") == st.st_mtime_ns
+        and record.get("mtime") == int(st.st_mtime)
     )
 
 
@@ -83,7 +84,7 @@ def build(path: Path, key: str, make: Callable[[Path], None], info: dict[str, An
         os.replace(tmp, path)
         st = os.stat(path)
         rec_tmp.write_text(
-            json.dumps({"key": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns, **(info or {})}, sort_keys=True),
+            json.dumps({"key": key, "size": st.st_size, "mtime": int(st.st_mtime), **(info or {})}, sort_keys=True),
             encoding="utf-8",
         )
         os.replace(rec_tmp, record_path(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def test_stale_or_damaged_file_is_rebuilt_not_loaded(folder: Path) -> None:
     # the float32 file changes: the int8 file is stale and made again
     src = folder / "model.onnx"
     src.write_bytes(src.read_bytes())
+    st = src.stat()
+    os.utime(src, (st.st_atime + 10, st.st_mtime + 10))  # mtimes are compared in seconds
     key_before = json.loads(_derived.record_path(made).read_text())["key"]
     LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, quantized=True)
     assert json.loads(_derived.record_path(made).read_text())["key"] != key_before
