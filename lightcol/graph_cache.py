@@ -108,7 +108,7 @@ def open_session(
         opts = make_options()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done already
         try:
-            return ort.InferenceSession(os.fspath(entry), sess_options=opts, providers=list(providers))
+            return open_plain(entry, opts)
         except Exception:  # noqa: BLE001 - a damaged entry: drop it and build it again below
             _derived.discard(entry)
     if not _derived.writable_dir(entry.parent):
