@@ -242,6 +242,9 @@ def table_int8(args: argparse.Namespace) -> None:
 def quality(folder: Path) -> None:
     import numpy as np
 
+    from bench_embed import CISI_DIR
+
+    os.environ.setdefault("LIGHTCOL_CISI_DIR", str(CISI_DIR))  # same default as bench_embed.py
     import cisi
     from lightcol import LateInteractionTextEmbedding, maxsim
 
