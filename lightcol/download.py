@@ -471,10 +471,20 @@ def _clean_stale_incomplete(storage: Path) -> None:
             pass
 
 
+def _lock_path(cache: Path, storage: Path) -> Path:
+    return cache / ".locks" / storage.name / "lightcol.lock"
+
+
+def lock_path(spec: ModelSpec, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The lock file held while ``spec``'s cached files are written (downloads, derived int8 files)."""
+    cache = resolve_cache_dir(cache_dir)
+    return _lock_path(cache, _storage(cache, _repo_id(spec)))
+
+
 def _lock(cache: Path, storage: Path) -> Any:
     from huggingface_hub.utils import WeakFileLock
 
-    path = cache / ".locks" / storage.name / "lightcol.lock"
+    path = _lock_path(cache, storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return WeakFileLock(path)
 

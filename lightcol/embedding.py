@@ -13,7 +13,7 @@ import numpy as np
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol import _fastembed, _validate
+from lightcol import _fastembed, _validate, graph_cache
 from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
 from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models, read_folder_config
 
@@ -127,8 +127,14 @@ class LateInteractionTextEmbedding:
         session_options: ONNX Runtime session options: an ``onnxruntime.SessionOptions`` used as
             given, or a mapping of its attribute names / session config keys to values (see
             :func:`lightcol.session.session_options`). Default: all graph optimisations, sequential.
-        quantized: load the model's int8 variant (``tools/export_onnx.py --quantize int8``);
-            same as ``model_variant="int8"``.
+        quantized: load the model's int8 variant (``tools/export_onnx.py --quantize int8``); same as
+            ``model_variant="int8"``. A model without an int8 file gets one made from its float32 file
+            on first load (beside it if the folder is writable, else in the cache) and reused: needs
+            ``pip install 'lightcol[quantize]'`` (see :mod:`lightcol.quantize`).
+        optimize: load a rewritten copy of the float32 file (softmax NaN guards removed, ONNX
+            Runtime's transformer fusions; same vectors), made once like the int8 file: makes
+            ONNX files exported by others as fast as ``tools/export_onnx.py``'s (see
+            :mod:`lightcol.optimize`). Needs ``lightcol[quantize]``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
         **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
@@ -152,6 +158,7 @@ class LateInteractionTextEmbedding:
         session_options: _session.SessionOptionsLike | None = None,
         quantized: bool = False,
         model_variant: str | None = None,
+        optimize: bool = False,
         **kwargs: Any,
     ) -> None:
         device_ids = kwargs.pop("device_ids", None)  # FastEmbed's spelling
@@ -160,6 +167,8 @@ class LateInteractionTextEmbedding:
             device_id = int(device_ids[0])
         self._providers = _session.choose_providers(cuda, providers, device_id)
         self._options = _session.session_options(threads, session_options)
+        self._threads, self._session_options_arg = threads, session_options
+        self._graph_cache = graph_cache.enabled(self._providers, session_options)
         # what worker processes (embed(parallel=N)) need to open the same session
         self._worker_state = {"threads": threads, "session_options": _session.options_state(session_options),
                               "providers": self._providers}
@@ -171,7 +180,22 @@ class LateInteractionTextEmbedding:
             raise ArgumentError(f"quantized=True loads the 'int8' variant; it contradicts model_variant={model_variant!r}")
         self.model_variant = "int8" if quantized else model_variant
         self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
-        self._model_file = self.spec.variant_file(self.model_variant)
+        # int8 without an int8 file of the model's own: made from the float32 file on load (lightcol.quantize)
+        self._derive_int8 = self.model_variant == "int8" and (
+            "int8" not in self.spec.variants or not (self.model_dir / self.spec.variants["int8"]).is_file()
+        )
+        self._model_file = self.spec.model_file if self._derive_int8 else self.spec.variant_file(self.model_variant)
+        if optimize and self.model_variant == "int8":
+            raise ArgumentError(
+                "optimize=True and quantized=True together are not supported yet (ONNX Runtime's quantizer cannot "
+                "read the fused graph); use one of them."
+            )
+        if optimize and self._model_file != self.spec.model_file:
+            raise ArgumentError(
+                f"optimize=True rewrites the float32 model file; the model's own {self.model_variant!r} file "
+                f"({self._model_file}) is used as it is. Drop optimize=True, or quantized=True without an int8 file."
+            )
+        self._optimize = bool(optimize)
         rules = self.spec.rules
         self._check_position_limit()
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
@@ -210,7 +234,8 @@ class LateInteractionTextEmbedding:
                     ) from None
             return model_name or spec.model, spec, folder, False
         spec = get_spec(model_name or DEFAULT_MODEL)
-        spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
+        if self.model_variant != "int8":  # int8 is made from float32 when the model has none
+            spec.variant_file(self.model_variant)  # an unknown variant fails before anything is downloaded
         from lightcol import download  # deferred: only models fetched from the hub need it
 
         folder = download.resolve_model_dir(
@@ -237,22 +262,58 @@ class LateInteractionTextEmbedding:
                     "lightcol_config.json / the registry entry."
                 )
 
+    def _model_path(self, force: bool = False) -> Path:
+        """The ONNX file to open; for a derived int8 variant, made now if it is missing or stale."""
+        path = self.model_dir / self._model_file
+        if not self._derive_int8 and not self._optimize:
+            return path
+        from lightcol import optimize, quantize
+
+        lock = None
+        if self._from_cache:
+            from lightcol import download
+
+            lock = download.lock_path(self.spec, self._cache_dir)
+        where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock}
+        if self._optimize:
+            path = optimize.ensure_optimized(path, force=force and not self._derive_int8, **where)
+        if self._derive_int8:
+            path = quantize.ensure_int8(path, force=force, **where)
+        return path
+
+    def _open(self, model_path: Path) -> Any:
+        """An ONNX Runtime session on ``model_path``, through the optimised-graph cache where it applies."""
+        if not self._graph_cache:
+            return _session.create_session(model_path, self._providers, self._options)
+        return graph_cache.open_session(
+            model_path,
+            self._providers,
+            lambda: _session.session_options(self._threads, self._session_options_arg),
+            self._session_options_arg,
+            self._cache_dir,
+            lambda path, options: _session.create_session(path, self._providers, options),
+        )
+
     def _load_onnx(self) -> None:
         model_path = self.model_dir / self._model_file
         try:
-            sess = _session.create_session(model_path, self._providers, self._options)
+            model_path = self._model_path()
+            sess = self._open(model_path)
         except ModelLoadError:
-            if not self._from_cache:
+            if not self._from_cache and not self._derive_int8 and not self._optimize:
                 raise
-            from lightcol import download
+            if self._from_cache:
+                from lightcol import download
 
-            # A cached file may have been corrupted after download: hash-check, re-fetch, retry once.
-            self.model_dir = Path(
-                download.repair_model_dir(
-                    self.spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
+                # A cached file may have been corrupted after download: hash-check, re-fetch, retry once.
+                self.model_dir = Path(
+                    download.repair_model_dir(
+                        self.spec, cache_dir=self._cache_dir, local_files_only=self._local_files_only, token=self._token
+                    )
                 )
-            )
-            sess = _session.create_session(self.model_dir / self._model_file, self._providers, self._options)
+            # a derived file that does not load is made again (never loaded twice)
+            model_path = self._model_path(force=self._derive_int8 or self._optimize)
+            sess = self._open(model_path)
         inputs = {i.name: i for i in sess.get_inputs()}
         known = ("input_ids", "attention_mask", "token_type_ids")
         if (
@@ -475,6 +536,9 @@ class LateInteractionTextEmbedding:
             "model_variant": self.model_variant,
             "local_files_only": True,
         }
+        if self._derive_int8 or self._optimize:
+            init.update(cache_dir=self._cache_dir, optimize=self._optimize)
+            self._model_path()  # made once here, not by every worker
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
         return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
 

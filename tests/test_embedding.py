@@ -203,5 +203,5 @@ def test_unknown_variant_fails_before_any_download(tmp_path: Path, monkeypatch) 
         raise AssertionError("downloaded a model whose variant does not exist")
 
     monkeypatch.setattr(download, "resolve_model_dir", no_download)
-    with pytest.raises(RegistryError, match="no 'int8' variant"):
-        LateInteractionTextEmbedding("colbert-ir/colbertv2.0", cache_dir=tmp_path, quantized=True)
+    with pytest.raises(RegistryError, match="no 'fp16' variant"):
+        LateInteractionTextEmbedding("colbert-ir/colbertv2.0", cache_dir=tmp_path, model_variant="fp16")

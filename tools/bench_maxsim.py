@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(n_pool):
         q = rng.standard_normal((args.query_len, args.dim), dtype=np.float32)
         queries.append(q / np.linalg.norm(q, axis=1, keepdims=True))
+    doc_list = [docs32[i].copy() for i in range(len(docs32))]  # separate arrays, as embed() returns them
+    from lightcol import MultiVectorCollection
+
+    coll = MultiVectorCollection(dtype="float32")
+    coll.add(None, doc_list)
     setup_s = time.perf_counter() - t0
     k, bt = args.k, args.block_tokens
     flat_padded = padded.reshape(-1, padded.shape[2])
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         Approach("padded, BLAS matmul", padded_matmul),
         Approach("bare Q @ D.T over packed f32 (no max)", bare),
         Approach("lightcol rank float32", lambda i: maxsim.rank(q_(i), docs32, k, block_tokens=bt)),
+        Approach("lightcol rank float32, list of arrays", lambda i: maxsim.rank(q_(i), doc_list, k, block_tokens=bt)),
+        Approach("lightcol rank, list packed per call (old)", lambda i: maxsim.rank(q_(i), maxsim.pack(doc_list), k, block_tokens=bt)),
+        Approach("MultiVectorCollection.search float32", lambda i: coll.search(q_(i), k, block_tokens=bt)),
         Approach("lightcol rank float16", lambda i: maxsim.rank(q_(i), docs16, k, block_tokens=bt)),
         Approach(
             f"lightcol rank_many float32 ({args.batch}/call)",

@@ -241,21 +241,11 @@ def verify(module: Any, onnx_path: Path, tokenizer_json: Path, spec: Any) -> flo
 
 
 def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = True) -> None:
-    """Dynamic int8 quantisation of ``src`` into ``dst`` (MatMul/Gather weights int8, activations uint8)."""
-    import logging
+    """Dynamic int8 quantisation of ``src`` into ``dst``: lightcol's own recipe (:func:`lightcol.quantize.quantize_file`),
+    so ``quantized=True`` on a float32-only folder gives the same file as ``--quantize int8``."""
+    from lightcol.quantize import quantize_file
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint per model
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        op_types_to_quantize=["MatMul", "Attention"],
-        extra_options={"MatMulConstBOnly": True},
-    )
+    quantize_file(src, dst, per_channel=per_channel, reduce_range=reduce_range)
 
 
 def convert_fp16(src: Path, dst: Path) -> None:

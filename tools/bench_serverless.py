@@ -1,0 +1,310 @@
+#!/usr/bin/env python
+"""Serverless benchmark: cold start, single-query latency (idle and under load), foreign exports, int8.
+
+    python tools/make_bench_model.py && python tools/make_foreign_export.py   # once
+    python tools/bench_serverless.py [--cold 5] [--docs 200] [--tables cold,query,load,export,int8,quality]
+
+Models: ``.bench/minilm-colbert-onnx`` (exported by ``tools/export_onnx.py``: "lightcol export") and
+``.bench/minilm-colbert-foreign`` (the same weights through ``torch.onnx.export`` defaults: "foreign
+export"). FastEmbed runs in ``.venv-fastembed`` on a view of the same files (document length 180).
+
+* cold: a fresh process imports the library, loads the model from the local folder and embeds one
+  query; min and median wall time over ``--cold`` processes. lightcol with its optimised-graph
+  cache warm (the steady state of a serverless image whose cache folder persists) and off
+  (``LIGHTCOL_GRAPH_CACHE=0``: every start optimises again).
+* query: single-query p50/p99 (each CISI query alone) on an idle machine.
+* load: docs/s and query p50 while one busy process per core competes for the CPU.
+* export: docs/s of the foreign export vs the lightcol export (and FastEmbed on each).
+* int8: docs/s of int8 made by ``quantized=True`` from a float32-only folder vs float32.
+* quality: CISI nDCG@10 and overlap@10 of that int8 vs float32 (all 1,460 abstracts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".bench"
+OWN = BENCH / "minilm-colbert-onnx"
+FOREIGN = BENCH / "minilm-colbert-foreign"
+FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def texts(n_docs: int) -> tuple[list[str], list[str]]:
+    from bench_embed import texts as _texts
+
+    return _texts(n_docs)
+
+
+def fastembed_view(model_dir: Path) -> Path:
+    """A folder FastEmbed loads as colbertv2.0: the model's files, document length 180 in tokenizer_config."""
+    view = BENCH / f"fastembed-view-{model_dir.name}"
+    view.mkdir(exist_ok=True)
+    for f in ("model.onnx", "tokenizer.json", "config.json"):
+        if not (view / f).exists():
+            (view / f).symlink_to(model_dir / f)
+    tok = json.loads((model_dir / "tokenizer_config.json").read_text())
+    tok["model_max_length"] = json.loads((model_dir / "lightcol_config.json").read_text())["rules"]["document_length"]
+    (view / "tokenizer_config.json").write_text(json.dumps(tok))
+    (view / "special_tokens_map.json").write_text(json.dumps(
+        {k: tok[k] for k in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token") if k in tok}))
+    return view
+
+
+# ----------------------------------------------------------------------------------------- in the subprocess
+COLD = r"""
+import sys, time
+t0 = time.perf_counter()
+system, folder, query = sys.argv[1], sys.argv[2], sys.argv[3]
+if system == "fastembed":
+    from fastembed import LateInteractionTextEmbedding
+    m = LateInteractionTextEmbedding("colbert-ir/colbertv2.0", specific_model_path=folder, cuda=False)
+    t1 = time.perf_counter()
+    v = list(m.query_embed(query))
+else:
+    sys.path.insert(0, sys.argv[4])
+    from lightcol import LateInteractionTextEmbedding
+    m = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False)
+    t1 = time.perf_counter()
+    v = next(m.query_embed(query))
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t0)
+"""
+
+
+SPIN = {"default": None, "nospin": {"session.intra_op.allow_spinning": "0"},
+        "fullspin": {"session.intra_op.allow_spinning": "1"}}
+
+
+def _load(system: str, folder: Path, spin: str = "default"):
+    """(embed_docs(list) -> n, embed_query(str)) for ``system`` on ``folder`` (in this process)."""
+    if system == "fastembed":
+        from fastembed import LateInteractionTextEmbedding
+
+        m = LateInteractionTextEmbedding("colbert-ir/colbertv2.0", specific_model_path=str(fastembed_view(folder)), cuda=False)
+        return (lambda d: sum(1 for _ in m.embed(d))), (lambda q: list(m.query_embed(q)))
+    sys.path.insert(0, str(ROOT))
+    from lightcol import LateInteractionTextEmbedding
+
+    m = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, session_options=SPIN[spin],
+                                     quantized=system == "lightcol-int8", optimize=system == "lightcol-optimize")
+    return (lambda d: sum(1 for _ in m.embed(d))), (lambda q: next(m.query_embed(q)))
+
+
+def _busy(stop: float) -> None:
+    x = 0
+    while time.time() < stop:
+        x += 1
+
+
+def measure(system: str, folder: Path, n_docs: int, repeat: int, spin: str, load: bool) -> dict[str, float]:
+    docs, queries = texts(n_docs)
+    embed_docs, embed_query = _load(system, folder, spin)
+    embed_docs(docs[:16])
+    for q in queries[:5]:
+        embed_query(q)
+    hogs = []
+    if load:
+        stop = time.time() + 600
+        hogs = [mp.get_context("fork").Process(target=_busy, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
+        for h in hogs:
+            h.start()
+    try:
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            embed_docs(docs)
+            best = min(best, time.perf_counter() - t)
+        lat = []
+        for q in queries:
+            t = time.perf_counter()
+            embed_query(q)
+            lat.append(time.perf_counter() - t)
+    finally:
+        for h in hogs:
+            h.terminate()
+            h.join()
+    lat.sort()
+    return {"docs_s": len(docs) / best, "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
+
+
+# ----------------------------------------------------------------------------------------------- in the parent
+def python_for(system: str) -> Path:
+    return FASTEMBED_PY if system == "fastembed" else Path(sys.executable)
+
+
+def run_measure(system: str, folder: Path, args: argparse.Namespace, spin: str = "default", load: bool = False) -> dict[str, float]:
+    cmd = [str(python_for(system)), str(Path(__file__).resolve()), "--worker", system, "--folder", str(folder),
+           "--docs", str(args.docs), "--repeat", str(args.repeat), "--spin", spin] + (["--load"] if load else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{system} failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cold_start(system: str, folder: Path, n: int, env: dict[str, str]) -> tuple[float, float]:
+    """(min, median) seconds from process start to the first query's vectors."""
+    target = fastembed_view(folder) if system == "fastembed" else folder
+    totals = []
+    for _ in range(n):
+        t = time.perf_counter()
+        proc = subprocess.run([str(python_for(system)), "-c", COLD, system, str(target), "what is information retrieval",
+                               str(ROOT)], capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(f"cold start of {system} failed: {proc.stderr.strip()[-2000:]}")
+        totals.append(wall)
+    return min(totals), statistics.median(totals)
+
+
+def table_cold(args: argparse.Namespace) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="lightcol-cold-"))
+    base = {**os.environ, "LIGHTCOL_CACHE_PATH": str(cache)}
+    print(f"\ncold start: fresh process, import + load from a local folder + first query; {args.cold} runs, min / median s")
+    print(f"{'export':<10}{'FastEmbed':>18}{'lightcol cache warm':>22}{'ratio':>8}{'lightcol cache off':>21}{'ratio':>8}")
+    for label, folder in (("lightcol", OWN), ("foreign", FOREIGN)):
+        if not folder.is_dir():
+            print(f"{label:<10} missing {folder}")
+            continue
+        fe = cold_start("fastembed", folder, args.cold, base)
+        cold_start("lightcol", folder, 1, base)  # fills the cache
+        warm = cold_start("lightcol", folder, args.cold, base)
+        off = cold_start("lightcol", folder, args.cold, {**base, "LIGHTCOL_GRAPH_CACHE": "0"})
+        print(f"{label:<10}{fe[0]:>9.3f} / {fe[1]:.3f}{warm[0]:>13.3f} / {warm[1]:.3f}{warm[1] / fe[1]:>7.2f}x"
+              f"{off[0]:>12.3f} / {off[1]:.3f}{off[1] / fe[1]:>7.2f}x")
+    shutil.rmtree(cache, ignore_errors=True)
+    print("(ratio: median lightcol / median FastEmbed; lower is faster)")
+
+
+EXPORT_DOCS: dict[tuple[str, str], float] = {}
+
+
+def table_query(args: argparse.Namespace, load: bool) -> None:
+    what = "under load (one busy process per core)" if load else "no extra load"
+    print(f"\nsingle-query latency and docs/s, {what}; {args.docs} CISI abstracts, 112 queries one at a time")
+    print(f"{'export':<10}{'system':<28}{'docs/s':>9}{'q p50 ms':>10}{'q p99 ms':>10}{'p50 vs FE':>11}{'docs/s vs FE':>14}")
+    for label, folder in (("lightcol", OWN), ("foreign", FOREIGN)):
+        if not folder.is_dir():
+            continue
+        fe = run_measure("fastembed", folder, args, load=load)
+        rows = [("fastembed", fe),
+                ("lightcol (default)", run_measure("lightcol", folder, args, load=load)),
+                ("lightcol no spin (old)", run_measure("lightcol", folder, args, spin="nospin", load=load)),
+                ("lightcol full spin", run_measure("lightcol", folder, args, spin="fullspin", load=load))]
+        if label == "foreign":
+            rows.append(("lightcol optimize=True", run_measure("lightcol-optimize", folder, args, load=load)))
+        for name, r in rows:
+            if not load:
+                EXPORT_DOCS[name, label] = r["docs_s"]
+            print(f"{label:<10}{name:<28}{r['docs_s']:>9.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+                  f"{r['p50_ms'] / fe['p50_ms']:>10.2f}x{r['docs_s'] / fe['docs_s']:>13.2f}x")
+
+
+def table_int8(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="lightcol-int8-"))
+    folder = tmp / "float32-only"
+    folder.mkdir()
+    for f in OWN.iterdir():
+        if f.is_file() and f.name != "model_int8.onnx" and not f.name.endswith(".lightcol.json"):
+            shutil.copyfile(f, folder / f.name)
+    entry = json.loads((folder / "lightcol_config.json").read_text())
+    entry.pop("variants", None)
+    (folder / "lightcol_config.json").write_text(json.dumps(entry))
+    sys.path.insert(0, str(ROOT))
+    from lightcol import LateInteractionTextEmbedding
+
+    t = time.perf_counter()
+    LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, quantized=True)
+    made = time.perf_counter() - t
+    f32 = run_measure("lightcol", folder, args)
+    i8 = run_measure("lightcol-int8", folder, args)
+    print(f"\nint8 made by quantized=True from a float32-only folder ({made:.1f} s once), {args.docs} CISI abstracts")
+    print(f"{'variant':<10}{'docs/s':>9}{'q p50 ms':>10}{'vs float32':>12}")
+    print(f"{'float32':<10}{f32['docs_s']:>9.1f}{f32['p50_ms']:>10.2f}{1.0:>11.2f}x")
+    print(f"{'int8':<10}{i8['docs_s']:>9.1f}{i8['p50_ms']:>10.2f}{i8['docs_s'] / f32['docs_s']:>11.2f}x")
+    if "quality" in args.tables:
+        quality(folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def quality(folder: Path) -> None:
+    import numpy as np
+
+    from bench_embed import CISI_DIR
+
+    os.environ.setdefault("LIGHTCOL_CISI_DIR", str(CISI_DIR))  # same default as bench_embed.py
+    import cisi
+    from lightcol import LateInteractionTextEmbedding, maxsim
+
+    docs, queries, rel = cisi.load_cisi()
+    doc_ids, qids = list(docs), [q for q in queries if rel.get(q)]
+    relevant = [rel[q] for q in qids]
+    ranked = {}
+    for variant in ("float32", "int8"):
+        m = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, quantized=variant == "int8")
+        packed = maxsim.pack(m.embed([docs[d] for d in doc_ids], batch_size=32))
+        q = list(m.query_embed([queries[i] for i in qids]))
+        idx, _ = maxsim.rank_many(q, packed, 10)
+        ranked[variant] = [[doc_ids[j] for j in row] for row in idx]
+    n32, n8 = cisi.ndcg_at(ranked["float32"], relevant, 10), cisi.ndcg_at(ranked["int8"], relevant, 10)
+    ov = cisi.overlap_at(ranked["int8"], ranked["float32"], 10)
+    print(f"CISI ({len(doc_ids)} abstracts, {len(qids)} judged queries): nDCG@10 float32 {n32:.4f}, "
+          f"int8-from-float32 {n8:.4f} (delta {n8 - n32:+.4f}); overlap@10 int8 vs float32 {ov:.3f}")
+    _ = np
+
+
+def table_export(args: argparse.Namespace) -> None:
+    """From the no-extra-load query table's docs/s (same run)."""
+    if not EXPORT_DOCS:
+        return
+    own = EXPORT_DOCS.get(("lightcol (default)", "lightcol"))
+    print(f"\nforeign export (torch.onnx.export defaults) vs lightcol export, same weights, docs/s (from the table above)")
+    print(f"{'system / export':<40}{'docs/s':>9}{'vs lightcol on its own export':>31}")
+    for (name, label), dps in EXPORT_DOCS.items():
+        if name in ("fastembed", "lightcol (default)", "lightcol optimize=True"):
+            print(f"{name + ' / ' + label:<40}{dps:>9.1f}{dps / own:>18.2f}x")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--cold", type=int, default=5)
+    p.add_argument("--tables", default="cold,query,load,export,int8,quality")
+    p.add_argument("--worker")
+    p.add_argument("--folder", type=Path)
+    p.add_argument("--spin", default="default", choices=sorted(SPIN))
+    p.add_argument("--load", action="store_true")
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.folder, args.docs, args.repeat, args.spin, args.load)))
+        return 0
+    tables = args.tables.split(",")
+    print(f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
+    if "cold" in tables:
+        table_cold(args)
+    if "query" in tables:
+        table_query(args, load=False)
+    if "load" in tables:
+        table_query(args, load=True)
+    if "export" in tables:
+        table_export(args)
+    if "int8" in tables:
+        table_int8(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
