@@ -10,13 +10,15 @@ Where the cache folder is not writable the model is opened as usual, silently.
 
 Only used on the CPU execution provider, with options lightcol builds (not a caller's own
 ``onnxruntime.SessionOptions``), for single-file models (no external data: the fingerprint would
-not see the weights). ``LIGHTCOL_GRAPH_CACHE=0`` turns it off.
+not see the weights). ``LIGHTCOL_GRAPH_CACHE=0`` turns it off. The :data:`KEEP_ENTRIES` most recently
+used entries are kept; older ones are deleted when a new one is written.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -29,6 +31,25 @@ from lightcol import _derived
 
 ENV = "LIGHTCOL_GRAPH_CACHE"
 _OFF = {"0", "off", "false", "no"}
+#: Entries kept (the most recently used); older ones are deleted when a new one is written.
+KEEP_ENTRIES = 8
+
+
+def _touch(folder: Path) -> None:
+    try:
+        os.utime(folder)
+    except OSError:
+        pass
+
+
+def _prune(root: Path, keep: int = KEEP_ENTRIES) -> None:
+    """Delete all but the ``keep`` most recently used entries under ``root`` (each entry is about a model's size)."""
+    try:
+        entries = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @lru_cache(maxsize=1)
@@ -108,7 +129,9 @@ def open_session(
         opts = make_options()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done already
         try:
-            return open_plain(entry, opts)
+            session = open_plain(entry, opts)
+            _touch(entry.parent)  # recently used: kept by _prune
+            return session
         except Exception:  # noqa: BLE001 - a damaged entry: drop it and build it again below
             _derived.discard(entry)
     if not _derived.writable_dir(entry.parent):
@@ -124,6 +147,7 @@ def open_session(
             return open_plain(model_path, make_options())
         try:
             _derived.build(entry, key, lambda out: os.replace(tmp, out), {"source": str(model_path)})
+            _prune(entry.parent.parent)
         except OSError:
             pass  # a cache we cannot write is skipped
         return session

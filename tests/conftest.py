@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,12 @@ if "LIGHTCOL_COLBERT_PYTHON" not in os.environ and _COLBERT.is_file():
 _FASTEMBED = Path(__file__).resolve().parent.parent / ".venv-fastembed" / "bin" / "python"
 if "LIGHTCOL_FASTEMBED_PYTHON" not in os.environ and _FASTEMBED.is_file():
     os.environ["LIGHTCOL_FASTEMBED_PYTHON"] = str(_FASTEMBED)
+
+# derived files (optimised-graph cache, int8 variants) go to a cache of this test run, not the user's
+if "LIGHTCOL_CACHE_PATH" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="lightcol-test-cache-")
+    os.environ["LIGHTCOL_CACHE_PATH"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ONNX_DIR = FIXTURES / "tiny-colbert-onnx"

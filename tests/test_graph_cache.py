@@ -96,6 +96,28 @@ def test_changed_model_gets_a_new_entry(cache: Path, tmp_path: Path) -> None:
     assert len(_entries(cache)) == 3
 
 
+def test_old_entries_pruned_recently_used_kept(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(graph_cache._prune, "__defaults__", (2,))  # keep 2 entries
+    folder = tmp_path / "model"
+    shutil.copytree(ONNX_DIR, folder)
+    src = folder / "model.onnx"
+    base = src.stat().st_mtime
+    made = {}
+    for version in (0, 1, 2):  # three versions of the model file: three entries, the oldest pruned
+        os.utime(src, (base, base + 10 * version))
+        before = set(_entries(cache))
+        _vectors(path=folder)
+        made[version] = (set(_entries(cache)) - before).pop()
+    assert set(_entries(cache)) == {made[1], made[2]}
+    os.utime(made[1].parent, (1, 1))
+    os.utime(made[2].parent, (2, 2))
+    os.utime(src, (base, base + 10))  # version 1 used again: its entry becomes the most recent
+    _vectors(path=folder)
+    os.utime(src, (base, base + 30))  # a new version: the least recently used entry (version 2's) goes
+    _vectors(path=folder)
+    assert made[1] in _entries(cache) and made[2] not in _entries(cache) and len(_entries(cache)) == 2
+
+
 def test_unwritable_cache_skipped_silently(cache: Path, monkeypatch, opened) -> None:
     monkeypatch.setattr(_derived, "writable_dir", lambda p: False)
     v = _vectors()
