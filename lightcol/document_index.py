@@ -52,7 +52,7 @@ def document_id_for(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _as_model(model: Any, variant: str | None = None) -> Any:
+def _as_model(model: Any, variant: str | None = None, **options: Any) -> Any:
     """A :class:`~lightcol.LateInteractionTextEmbedding`, given one, a registry name or a model folder."""
     from lightcol.embedding import LateInteractionTextEmbedding
 
@@ -60,8 +60,8 @@ def _as_model(model: Any, variant: str | None = None) -> Any:
         return model
     if isinstance(model, (str, os.PathLike)):
         if os.path.isdir(model):
-            return LateInteractionTextEmbedding(specific_model_path=model, model_variant=variant)
-        return LateInteractionTextEmbedding(os.fspath(model), model_variant=variant)
+            return LateInteractionTextEmbedding(specific_model_path=model, model_variant=variant, **options)
+        return LateInteractionTextEmbedding(os.fspath(model), model_variant=variant, **options)
     raise ArgumentError(
         f"model must be a LateInteractionTextEmbedding, a model name or a model folder; got {type(model).__name__}."
     )
@@ -203,12 +203,14 @@ class DocumentIndex:
         return self
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], model: Any = None) -> DocumentIndex:
+    def open(cls, path: str | os.PathLike[str], model: Any = None, **model_options: Any) -> DocumentIndex:
         """Open the index in the folder ``path``.
 
         ``model=None`` loads the model recorded at creation (its folder if it still exists, else its
-        registry name); a given model (object, name or folder) must be compatible: same model name,
-        dimension and tokenization rules (a document length at least the passages' token limit).
+        registry name), passing ``model_options`` (``threads=``, ``cuda=``...) to
+        :class:`~lightcol.LateInteractionTextEmbedding`; a given model (object, name or folder) must be
+        compatible: same model name, dimension and tokenization rules (a document length at least the
+        passages' token limit).
 
         :raises FileNotFoundError: no index there. :raises IndexFormatError: not a document index.
         :raises IncompatibleModelError: the given model cannot search these vectors.
@@ -236,9 +238,9 @@ class DocumentIndex:
             if model is None:
                 recorded = meta.get("model_path")
                 source = recorded if recorded and os.path.isdir(recorded) else meta["model"]
-                model = _as_model(source, meta.get("model_variant"))
+                model = _as_model(source, meta.get("model_variant"), **model_options)
             else:
-                model = _as_model(model)
+                model = _as_model(model, None, **model_options)
             _check_model(model, meta, folder)
             return cls(folder, model, conn, meta)
         except BaseException:
