@@ -2,7 +2,6 @@
 
 from lightcol import maxsim
 from lightcol.collection import MultiVectorCollection
-from lightcol.document_index import DocumentIndex
 from lightcol.embedding import LateInteractionTextEmbedding
 from lightcol.index import Index
 from lightcol.errors import (
@@ -28,9 +27,30 @@ from lightcol.errors import (
 from lightcol.muvera import Muvera
 from lightcol.pooling import pool_tokens, pool_tokens_batch
 from lightcol.registry import list_supported_models
-from lightcol.splitting import Passage, split_documents
 
 __version__ = "0.1.0"
+
+#: Imported on first use (PEP 562), so ``import lightcol`` does not pay for them.
+_LAZY = {
+    "DocumentIndex": "lightcol.document_index",
+    "Passage": "lightcol.splitting",
+    "split_documents": "lightcol.splitting",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lightcol' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ArgumentError",

@@ -9,10 +9,8 @@ to it: a crash at any point leaves the previous state readable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -49,6 +47,8 @@ _IN_CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit every
 
 def document_id_for(text: str) -> str:
     """The id given to a document added without one: the first 32 hex digits of its text's SHA-256 (UTF-8)."""
+    import hashlib
+
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -461,6 +461,8 @@ class DocumentIndex:
                 Index.build(target, pids, vectors, nbits=self._meta["nbits"], model=self._meta["model"],
                             show_progress=False)
             else:
+                import shutil
+
                 shutil.copyfile(self._vectors.path, target)
                 Index.open(target).add(pids, vectors)
 
@@ -478,6 +480,8 @@ class DocumentIndex:
             coll.add([ids[i] for i in keep], (old.get(i) for i in keep))
             coll.save(target)
         else:
+            import shutil
+
             from lightcol.index import Index
 
             shutil.copyfile(old.path, target)
