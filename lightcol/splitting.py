@@ -11,12 +11,13 @@ span in the original text, and together cover all of it but whitespace.
 from __future__ import annotations
 
 import bisect
-import re
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer, pre_tokenizers
 
 from lightcol import _validate
@@ -30,8 +31,14 @@ SPECIAL_TOKENS = 3
 _CHUNK = 512
 #: A sentence cut is preferred only when the passage keeps at least this share of the budget.
 _MIN_SENTENCE_SHARE = 0.5
-#: Sentence ends: terminal punctuation, optionally followed by closing quotes or brackets.
-_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026][\"'\)\]\u00bb\u201d\u2019]*$")
+#: Per code point below U+10000: ``str.isspace`` (none above U+3000), sentence-ending punctuation,
+#: and closing quotes or brackets (a sentence end may be followed by one).
+_TABLE_SIZE = 0x10000
+_SPACES = np.array([chr(i).isspace() for i in range(0x3001)] + [False] * (_TABLE_SIZE - 0x3001), dtype=bool)
+_TERMINAL = np.zeros(_TABLE_SIZE, dtype=bool)
+_TERMINAL[[ord(c) for c in ".!?\u3002\uff01\uff1f\u2026"]] = True
+_CLOSER = np.zeros(_TABLE_SIZE, dtype=bool)
+_CLOSER[[ord(c) for c in "\"')]\u00bb\u201d\u2019"]] = True
 
 _TOKENIZERS: weakref.WeakKeyDictionary[Any, Tokenizer] = weakref.WeakKeyDictionary()
 
@@ -120,10 +127,14 @@ def split_documents(
     for first in range(0, len(texts), _CHUNK):
         chunk = list(texts[first : first + _CHUNK])
         encodings = tokenizer.encode_batch(chunk, add_special_tokens=False)
+        long = [j for j, enc in enumerate(encodings) if len(enc.ids) > budget]
+        bounds = dict(zip(long, _boundaries([chunk[j] for j in long], [encodings[j].offsets for j in long]),
+                          strict=True)) if long else {}
         passages: list[Passage] = []
         unsure: list[int] = []
-        for j, (text, enc) in enumerate(zip(chunk, encodings, strict=True)):
-            for s, e, between_words in _split(text, enc.offsets, budget, overlap):
+        for j, text in enumerate(chunk):
+            b = bounds.get(j)
+            for s, e, between_words in _split(text, (), budget, overlap, b) if b else _whole(text):
                 if not (between_words and word_exact):
                     unsure.append(len(passages))
                 passages.append(Passage(first + j, text[s:e], s, e))
@@ -168,6 +179,12 @@ def _resplit(p: Passage, n: int, tokenizer: Tokenizer, limit: int, overlap: int,
     return out
 
 
+def _whole(text: str) -> list[tuple[int, int, bool]]:
+    """The one passage of a text that fits: all of it but surrounding whitespace."""
+    s, e = _strip(text, 0, len(text))
+    return [(s, e, True) if s < e else (0, 0, True)]
+
+
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     """``(start, end)`` narrowed to exclude leading and trailing whitespace."""
     while start < end and text[start].isspace():
@@ -178,34 +195,22 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _split(
-    text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap: int
+    text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap: int, bounds: Any = None
 ) -> list[tuple[int, int, bool]]:
     """``(start, end, between_words)`` of the passages of one text, from its token offsets (no
-    special tokens); ``between_words``: neither end of the passage cuts a word."""
-    n = len(offsets)
+    special tokens) or its :func:`_boundaries` ``bounds``; ``between_words``: neither end of the
+    passage cuts a word."""
+    if bounds is None:
+        n = len(offsets)
+        if n <= budget:
+            s, e = _strip(text, 0, len(text))
+            return [(s, e, True) if s < e else (0, 0, True)]
+        bounds = _boundaries([text], [offsets])[0]
+    cut, words, sentences = bounds
+    n = len(cut) - 1
     if n <= budget:
         s, e = _strip(text, 0, len(text))
         return [(s, e, True) if s < e else (0, 0, True)]
-    # cut[b]: where a passage ending before token b ends and one starting at token b starts.
-    # word[b]: whitespace separates tokens b-1 and b; sentence[b]: and a sentence ends before it.
-    cut = [0] * (n + 1)
-    cut[n] = len(text)
-    words: list[int] = [0]
-    sentences: list[int] = []
-    for b in range(1, n):
-        prev_end, start = offsets[b - 1][1], offsets[b][0]
-        cut[b] = start
-        if start > prev_end:
-            gap = text[prev_end:start]
-            if gap.isspace():
-                last = len(gap) - 1
-            else:
-                last = max((i for i, c in enumerate(gap) if c.isspace()), default=-1)
-            if last >= 0:
-                cut[b] = prev_end + last + 1
-                words.append(b)
-                if "\n" in gap or _SENTENCE_END.search(text[max(0, prev_end - 4) : prev_end]):
-                    sentences.append(b)
     spans: list[tuple[int, int, bool]] = []
     a = prev = 0
     a_word = prev_word = True
@@ -236,6 +241,58 @@ def _split(
         else:
             a, a_word = b, b_word
         prev, prev_word = b, b_word
+
+
+def _boundaries(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]]) -> list[Any]:
+    """Where passages may be cut between the tokens of each text (computed for all texts at once).
+
+    Per text, ``(cut, words, sentences)``: ``cut[b]`` (``b`` in ``0..n``) is the character where a
+    passage ending before token ``b`` ends and one starting at token ``b`` starts (after the
+    whitespace between them); ``words``: the ``b`` with whitespace between tokens ``b - 1`` and
+    ``b`` (and 0); ``sentences``: those where, in addition, a sentence ends before the whitespace
+    or it holds a line break.
+    """
+    n_tok = np.fromiter((len(o) for o in offsets), dtype=np.int64, count=len(offsets))
+    tok_base = np.zeros(len(offsets) + 1, dtype=np.int64)
+    np.cumsum(n_tok, out=tok_base[1:])
+    char_base = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=char_base[1:])
+    total = int(tok_base[-1])
+    off = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(offsets)), dtype=np.int64,
+                      count=2 * total).reshape(total, 2)
+    off += np.repeat(char_base[:-1], n_tok)[:, None]
+    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    cp16 = np.minimum(cp, _TABLE_SIZE - 1)  # code points past the tables are none of these characters
+    ws = _SPACES[cp16]
+    ws_count = np.zeros(cp.shape[0] + 1, dtype=np.int64)
+    np.cumsum(ws, out=ws_count[1:])
+    nl_count = np.zeros(cp.shape[0] + 1, dtype=np.int64)
+    np.cumsum(cp == 10, out=nl_count[1:])
+    last_ws = np.maximum.accumulate(np.where(ws, np.arange(cp.shape[0]), -1)) if cp.shape[0] else ws_count
+    # boundary j: between global tokens j and j + 1
+    prev_end, start = off[:-1, 1], off[1:, 0]
+    low = np.minimum(prev_end, start)
+    word = ws_count[start] > ws_count[low]
+    cut = start.copy()
+    cut[word] = last_ws[start[word] - 1] + 1
+    end_char = cp16[np.maximum(prev_end - 1, 0)] if cp.shape[0] else prev_end
+    before = cp16[np.maximum(prev_end - 2, 0)] if cp.shape[0] else prev_end
+    ends = _TERMINAL[end_char] | (_CLOSER[end_char] & _TERMINAL[before]) if cp.shape[0] else word
+    sentence = word & (ends | (nl_count[start] > nl_count[low]))
+    out = []
+    for d, text in enumerate(texts):
+        t0, t1 = int(tok_base[d]), int(tok_base[d + 1])
+        base = int(char_base[d])
+        if t1 - t0 < 2:
+            out.append(([0, len(text)] if t1 > t0 else [0], [0], []))
+            continue
+        inner = slice(t0, t1 - 1)
+        out.append((
+            [0, *(cut[inner] - base).tolist(), len(text)],
+            [0, *(np.flatnonzero(word[inner]) + 1).tolist()],
+            (np.flatnonzero(sentence[inner]) + 1).tolist(),
+        ))
+    return out
 
 
 def _last(points: list[int], low: int, high: int) -> int | None:
