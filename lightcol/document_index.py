@@ -504,7 +504,6 @@ class DocumentIndex:
 
     def _commit(self, new_file: str | None, change: Any) -> None:
         """Apply ``change(conn)`` and switch to ``new_file`` in one transaction (the commit point)."""
-        old_file = self._meta.get("vectors")
         meta = {"vectors": new_file, "generation": int(self._meta["generation"]) + 1}
         conn = self._conn
         try:
@@ -522,14 +521,17 @@ class DocumentIndex:
             raise
         self._meta.update(meta)
         self._load_vectors()
-        if old_file is not None and old_file != new_file:
-            self._remove(old_file)
+        # the previous file, and any left by a write that crashed before or after its commit
+        for f in os.listdir(self.path):
+            if f.startswith("vectors-") and f != new_file and f != (new_file or "") + ".full":
+                self._remove(f)
 
     def _remove(self, name: str) -> None:
+        """Delete a vector file (best effort: a file still mapped elsewhere may not go on every platform)."""
         for f in (self.path / name, self.path / (name + ".full")):
             try:
                 f.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
 
     # -- search ----------------------------------------------------------------------------------

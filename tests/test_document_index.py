@@ -224,6 +224,10 @@ def test_a_failed_write_leaves_the_index_unchanged(tmp_path, model, texts, monke
     reopened = DocumentIndex.open(tmp_path / "ix", model=model)
     assert reopened.document_ids == ["a", "b", "c", "d"] and reopened.search("query", k=5) == before
     assert sorted(f for f in os.listdir(tmp_path / "ix") if f.startswith("vectors-")) == ["vectors-1.npz"]
+    # a file left by a write that crashed after its commit goes with the next change
+    (tmp_path / "ix" / "vectors-0.npz").write_bytes(b"stale")
+    reopened.add(texts[4:5], document_ids=["e"])
+    assert sorted(f for f in os.listdir(tmp_path / "ix") if f.startswith("vectors-")) == ["vectors-2.npz"]
 
 
 def test_langchain_retriever_returns_documents(tmp_path, model, texts) -> None:
