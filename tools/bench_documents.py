@@ -70,6 +70,9 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=64, help="short document length (default 64)")
     ap.add_argument("--overlap", type=int, default=16, help="also split with this overlap (0: skip; default 16)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rows", default="truncate,split,overlap,reference",
+                    help="rows to run, comma-separated, of: truncate, split, overlap (split at --length), "
+                         "reference (truncate at the model's length), split-reference (split at the model's length)")
     args = ap.parse_args()
     if not args.model.is_dir():
         raise SystemExit(f"{args.model} missing: run tools/make_bench_model.py first")
@@ -90,11 +93,18 @@ def main() -> None:
               f"exceed {args.length} tokens, {sum(n > ref_length for n in untruncated)} exceed {ref_length}; "
               f"tokens per document: median {int(np.median(untruncated))}, max {max(untruncated)}")
         owner = np.arange(len(texts))
-        configs = [(f"truncate at {args.length}", short, None), (f"split at {args.length}", short, 0)]
-        if args.overlap:
-            configs.append((f"split at {args.length}, overlap {args.overlap}", short, args.overlap))
-        configs.append((f"truncate at {ref_length} (reference)", full, None))
-        for name, model, overlap in configs:
+        every = {
+            "truncate": (f"truncate at {args.length}", short, None),
+            "split": (f"split at {args.length}", short, 0),
+            "overlap": (f"split at {args.length}, overlap {args.overlap}", short, args.overlap),
+            "reference": (f"truncate at {ref_length} (reference)", full, None),
+            "split-reference": (f"split at {ref_length}", full, 0),
+        }
+        wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = sorted(set(wanted) - set(every))
+        if unknown:
+            raise SystemExit(f"unknown --rows {unknown}; choose from {sorted(every)}")
+        for name, model, overlap in (every[r] for r in wanted):
             split_s = 0.0
             if overlap is None:
                 ptexts, powner = texts, owner
@@ -107,6 +117,7 @@ def main() -> None:
             ranked, embed_s, vecs = document_ranking(model, ptexts, powner, len(texts), q_texts, 100)
             rows.append((name, len(ptexts), vecs, ndcg_at(ranked, relevant, 10), recall_at(ranked, relevant, 100),
                          embed_s, split_s))
+            print(f"  {name}: done in {embed_s + split_s:.0f} s", file=sys.stderr, flush=True)
     head = ("setting", "passages", "vectors", "nDCG@10", "R@100", "embed s", "split s", "split/embed")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
