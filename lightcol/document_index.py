@@ -77,7 +77,9 @@ def _metadata_json(value: Any, i: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ArgumentError(f"metadata[{i}] is {type(value).__name__}; each document's metadata must be a dict (or None).")
+        raise ArgumentError(
+            f"metadata[{i}] is {type(value).__name__}; each document's metadata must be a dict (or None)."
+        )
     try:
         return json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -150,7 +152,9 @@ class DocumentIndex:
         _validate.integer("batch_size", batch_size, minimum=1)
         model = _as_model(model)
         if not split_documents and (max_document_length is not None or overlap_tokens):
-            raise ArgumentError("max_document_length and overlap_tokens apply to split documents; set split_documents=True.")
+            raise ArgumentError(
+                "max_document_length and overlap_tokens apply to split documents; set split_documents=True."
+            )
         limit = splitting.passage_budget(model, max_document_length)
         overlap = _validate.integer("overlap_tokens", overlap_tokens, minimum=0)
         if overlap is not None and overlap >= limit - splitting.SPECIAL_TOKENS:
@@ -218,7 +222,9 @@ class DocumentIndex:
         folder = Path(path).absolute()
         db = folder / DB_NAME
         if not db.is_file():
-            raise FileNotFoundError(f"no document index in {folder} (no {DB_NAME}); create one with DocumentIndex.create.")
+            raise FileNotFoundError(
+                f"no document index in {folder} (no {DB_NAME}); create one with DocumentIndex.create."
+            )
         conn = _connect(db)
         try:
             meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
@@ -510,7 +516,8 @@ class DocumentIndex:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 meta.update(change(conn) or {})
-                conn.executemany("UPDATE meta SET value = ? WHERE key = ?", [(json.dumps(v), k) for k, v in meta.items()])
+                conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                                 [(json.dumps(v), k) for k, v in meta.items()])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

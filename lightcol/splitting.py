@@ -105,7 +105,9 @@ def split_documents(
         non-whitespace characters.
     """
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-        raise ArgumentError(f"texts must be a sequence of str (a list), got {type(texts).__name__}; wrap one text in a list.")
+        raise ArgumentError(
+            f"texts must be a sequence of str (a list), got {type(texts).__name__}; wrap one text in a list."
+        )
     from lightcol.rules import check_text
 
     for i, t in enumerate(texts):

@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
     s = cmds.add_parser("search", help="search an index with text queries; prints one JSON line per query",
                         description="Embed each QUERY (or each line of --queries) and print "
                                     '{"query": ..., "results": [{"id": ..., "score": ...}, ...]} per query.')
-    s.add_argument("index", metavar="INDEX", help="index file or document index folder written by 'lightcol index build'")
+    s.add_argument("index", metavar="INDEX",
+                   help="index file or document index folder written by 'lightcol index build'")
     s.add_argument("queries", nargs="*", metavar="QUERY", help="query texts")
     s.add_argument("--queries-file", metavar="FILE", help="more queries, one per line ('-': stdin)")
     s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
