@@ -373,7 +373,8 @@ class DocumentIndex:
         with self._lock:
             self._check_new_ids(ids, generated)
             passages = self._passages(texts)
-            vectors = list(self.model.embed([p.text for p in passages], batch_size=self._meta["batch_size"]))
+            # a generator: the vector store consumes it as it is embedded (no second copy in memory)
+            vectors = self.model.embed([p.text for p in passages], batch_size=self._meta["batch_size"])
             first = int(self._meta["next_passage_id"])
             pids = list(range(first, first + len(passages)))
             new_file = self._write_vectors(lambda v: self._vectors_added(v, pids, vectors))
@@ -449,7 +450,7 @@ class DocumentIndex:
             return split_documents(texts, self.model, self._meta["max_tokens"], self._meta["overlap_tokens"])
         return [Passage(i, t, 0, len(t)) for i, t in enumerate(texts)]
 
-    def _vectors_added(self, target: Path, pids: list[int], vectors: list[Any]) -> None:
+    def _vectors_added(self, target: Path, pids: list[int], vectors: Iterable[Any]) -> None:
         """Write the current vectors plus ``vectors`` (ids ``pids``) to ``target``."""
         if self.backend == "collection":
             from lightcol.collection import MultiVectorCollection
