@@ -110,10 +110,10 @@ class DocumentIndex:
         cls,
         path: str | os.PathLike[str],
         model: Any,
+        *,
         texts: Sequence[str] | None = None,
         document_ids: Sequence[str | int] | None = None,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
-        *,
         split_documents: bool = True,
         max_document_length: int | None = None,
         overlap_tokens: int = 0,
@@ -123,7 +123,8 @@ class DocumentIndex:
         batch_size: int = 64,
         overwrite: bool = False,
     ) -> DocumentIndex:
-        """Create an index in the folder ``path`` (and add ``texts`` if given).
+        """Create an index in the folder ``path`` (and add ``texts``, with ``document_ids`` and
+        ``metadata``, if given: see :meth:`add`).
 
         Args:
             model: a :class:`~lightcol.LateInteractionTextEmbedding`, a registry name or a model

@@ -36,7 +36,8 @@ def _reference(model, texts, query, max_tokens=None):
 def test_search_returns_ragatouille_results_with_ids_and_metadata(tmp_path, model, texts, backend) -> None:
     ids = [f"doc-{i}" for i in range(len(texts))]
     meta = [{"n": i, "tags": ["a", "b"], "title": f"T{i}"} if i % 2 == 0 else None for i in range(len(texts))]
-    index = DocumentIndex.create(tmp_path / "ix", model, texts, ids, meta, max_document_length=32, backend=backend)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, document_ids=ids, metadata=meta,
+                                 max_document_length=32, backend=backend)
     assert len(index) == len(texts)
     assert index.document_ids == ids
     query = "late interaction retrieval"
@@ -138,7 +139,7 @@ def test_bad_arguments(tmp_path, model, texts) -> None:
 
 
 def test_by_document_gives_each_document_once_scored_by_its_best_passage(tmp_path, model, texts) -> None:
-    index = DocumentIndex.create(tmp_path / "ix", model, texts, max_document_length=16)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, max_document_length=16)
     query = "retrieval model evaluation"
     docs = index.search(query, k=4, by_document=True)
     passages = index.search(query, k=index.n_passages)
@@ -157,7 +158,7 @@ def test_by_document_gives_each_document_once_scored_by_its_best_passage(tmp_pat
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("by_document", [False, True])
 def test_search_many_equals_search(tmp_path, model, texts, backend, by_document) -> None:
-    index = DocumentIndex.create(tmp_path / "ix", model, texts, max_document_length=20, backend=backend)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, max_document_length=20, backend=backend)
     queries = ["late interaction", "library catalog science", "precision and recall"]
     many = index.search_many(queries, k=7, by_document=by_document)
     for q, res in zip(queries, many, strict=True):
@@ -167,7 +168,7 @@ def test_search_many_equals_search(tmp_path, model, texts, backend, by_document)
 
 
 def test_unsplit_documents_are_one_passage_each(tmp_path, model, texts) -> None:
-    index = DocumentIndex.create(tmp_path / "ix", model, texts, split_documents=False)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, split_documents=False)
     assert index.n_passages == len(texts)
     res = index.search("document", k=3)
     assert all(r["content"] == texts[index.document_ids.index(r["document_id"])] for r in res)
@@ -175,7 +176,7 @@ def test_unsplit_documents_are_one_passage_each(tmp_path, model, texts) -> None:
 
 def test_open_checks_the_model(tmp_path, model, texts) -> None:
     path = tmp_path / "ix"
-    DocumentIndex.create(path, model, texts[:2], max_document_length=32).close()
+    DocumentIndex.create(path, model, texts=texts[:2], max_document_length=32).close()
     # a copy of the model folder with other rules: refused, naming what differs
     other = tmp_path / "other-model"
     other.mkdir()
@@ -207,7 +208,7 @@ def test_not_a_document_index(tmp_path) -> None:
 
 
 def test_a_failed_write_leaves_the_index_unchanged(tmp_path, model, texts, monkeypatch) -> None:
-    index = DocumentIndex.create(tmp_path / "ix", model, texts[:4], document_ids=["a", "b", "c", "d"])
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts[:4], document_ids=["a", "b", "c", "d"])
     before = index.search("query", k=5)
 
     def boom(*args, **kwargs):
@@ -235,8 +236,8 @@ def test_langchain_retriever_returns_documents(tmp_path, model, texts) -> None:
     from langchain_core.documents import Document
 
     meta = [{"source": f"s{i}"} for i in range(len(texts))]
-    index = DocumentIndex.create(tmp_path / "ix", model, texts, [f"d{i}" for i in range(len(texts))], meta,
-                                 max_document_length=24)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, document_ids=[f"d{i}" for i in range(len(texts))],
+                                 metadata=meta, max_document_length=24)
     query = "information retrieval"
     docs = index.as_langchain_retriever(k=3).invoke(query)
     expected = index.search(query, k=3)
