@@ -380,7 +380,7 @@ class DocumentIndex:
             pids = list(range(first, first + len(passages)))
             new_file = self._write_vectors(lambda v: self._vectors_added(v, pids, vectors))
 
-            def change(conn: Any) -> None:
+            def change(conn: Any) -> dict[str, Any]:
                 keys = []
                 for doc_id, text, meta in zip(ids, texts, metas, strict=True):
                     cur = conn.execute("INSERT INTO documents (document_id, text, metadata) VALUES (?, ?, ?)",
