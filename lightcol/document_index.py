@@ -313,6 +313,20 @@ class DocumentIndex:
         return (f"DocumentIndex({str(self.path)!r}, documents={len(self)}, passages={self.n_passages}, "
                 f"backend={self.backend!r}, model={self._meta['model']!r})")
 
+    def _refresh(self) -> None:
+        """Follow a change committed by another process (or another object on the same folder)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        if row is None or json.loads(row[0]) == self._meta["generation"]:
+            return
+        for attempt in range(3):
+            self._meta = {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+            try:
+                self._load_vectors()
+                return
+            except FileNotFoundError:  # replaced again between reading meta and opening the file
+                if attempt == 2:
+                    raise
+
     def _load_vectors(self) -> None:
         name = self._meta.get("vectors")
         if name is None:
@@ -372,6 +386,7 @@ class DocumentIndex:
         if not texts:
             return []
         with self._lock:
+            self._refresh()
             self._check_new_ids(ids, generated)
             passages = self._passages(texts)
             # a generator: the vector store consumes it as it is embedded (no second copy in memory)
@@ -402,6 +417,7 @@ class DocumentIndex:
         if not drop:
             return
         with self._lock:
+            self._refresh()
             keys: list[int] = []
             missing = []
             for d in drop:
@@ -560,7 +576,8 @@ class DocumentIndex:
             docs = self._doc_keys([pid for pid, _ in hits])
             best: dict[int, tuple[int, float]] = {}
             for pid, score in hits:
-                best.setdefault(docs[pid], (pid, score))
+                if pid in docs:  # else deleted by another process since the vectors were loaded
+                    best.setdefault(docs[pid], (pid, score))
             if len(best) >= k or want >= n:
                 return list(best.values())[:k]
             want = min(n, want * 4)
@@ -580,9 +597,11 @@ class DocumentIndex:
                  f"WHERE p.passage_id IN ({','.join('?' * len(chunk))})")
             rows.update((r[0], r[1:]) for r in self._conn.execute(q, chunk))
         out = []
-        for rank, (pid, score) in enumerate(hits, 1):
+        for pid, score in hits:
+            if pid not in rows:  # deleted by another process since the vectors were loaded
+                continue
             content, doc_id, meta = rows[pid]
-            result: dict[str, Any] = {"content": content, "score": float(score), "rank": rank,
+            result: dict[str, Any] = {"content": content, "score": float(score), "rank": len(out) + 1,
                                       "document_id": json.loads(doc_id), "passage_id": pid}
             if meta is not None:
                 result["document_metadata"] = json.loads(meta)
@@ -610,6 +629,7 @@ class DocumentIndex:
             return []
         qv = list(self.model.query_embed(queries))
         with self._lock:
+            self._refresh()
             vectors = self._vectors
             if vectors is not None and not by_document and self.backend == "collection":
                 all_hits = vectors.search_many(qv, min(k, len(vectors)))
@@ -636,6 +656,7 @@ class _PassageSource:
 
     def search(self, query_vectors: Any, k: int = 10) -> list[tuple[int, float]]:
         with self.index._lock:
+            self.index._refresh()
             return self.index._hits(query_vectors, k, self.by_document)
 
 

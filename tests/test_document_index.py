@@ -249,3 +249,13 @@ def test_langchain_retriever_returns_documents(tmp_path, model, texts) -> None:
         assert d.metadata["relevance_score"] == pytest.approx(r["score"], rel=1e-5)
     per_doc = index.as_langchain_retriever(k=4, by_document=True).invoke(query)
     assert len({d.metadata["document_id"] for d in per_doc}) == 4
+
+
+def test_a_reader_follows_changes_committed_by_another_writer(tmp_path, model, texts) -> None:
+    writer = DocumentIndex.create(tmp_path / "ix", model, texts=texts[:4], document_ids=["a", "b", "c", "d"])
+    reader = DocumentIndex.open(tmp_path / "ix", model=model)
+    assert {r["document_id"] for r in reader.search("query", k=10, by_document=True)} == {"a", "b", "c", "d"}
+    writer.delete(["b", "c"])
+    writer.add(texts[4:5], document_ids=["e"])
+    assert {r["document_id"] for r in reader.search("query", k=10, by_document=True)} == {"a", "d", "e"}
+    assert reader.search("query", k=10) == writer.search("query", k=10)
