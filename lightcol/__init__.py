@@ -8,6 +8,7 @@ from lightcol.errors import (
     ArgumentError,
     DuplicateIdError,
     DownloadError,
+    IncompatibleModelError,
     IndexFormatError,
     IndexVersionError,
     InputFileError,
@@ -31,10 +32,34 @@ from lightcol.registry import list_supported_models
 
 __version__ = "0.1.0"
 
+#: Imported on first use (PEP 562), so ``import lightcol`` does not pay for them.
+_LAZY = {
+    "DocumentIndex": "lightcol.document_index",
+    "Passage": "lightcol.splitting",
+    "split_documents": "lightcol.splitting",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lightcol' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "ArgumentError",
     "DuplicateIdError",
+    "DocumentIndex",
     "DownloadError",
+    "IncompatibleModelError",
     "Index",
     "IndexFormatError",
     "IndexVersionError",
@@ -46,6 +71,7 @@ __all__ = [
     "ModelLoadError",
     "MultiVectorCollection",
     "OfflineModelMissingError",
+    "Passage",
     "ProviderError",
     "RegistryError",
     "RepoAccessError",
@@ -58,6 +84,7 @@ __all__ = [
     "list_supported_models",
     "pool_tokens",
     "pool_tokens_batch",
+    "split_documents",
     "maxsim",
     "__version__",
 ]

@@ -78,6 +78,10 @@ class DuplicateIdError(LightcolError, ValueError):
     """An id given to a collection or index is already in it (or given twice in one call)."""
 
 
+class IncompatibleModelError(LightcolError, ValueError):
+    """A model given to open an index is not the one its vectors came from (name, dim or tokenization rules)."""
+
+
 class IndexFormatError(LightcolError, ValueError):
     """A file is not a lightcol index, or is truncated or corrupted (rebuild it)."""
 

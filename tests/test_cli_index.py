@@ -43,3 +43,38 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["index", "search", str(tmp_path / "junk.lci"), "q", "--model-path", str(ONNX_DIR)]) == 1
     err = capsys.readouterr().err
     assert "not a lightcol index" in err and len(err.strip().splitlines()) == 1
+
+
+def test_documents_build_then_search(tmp_path, capsys, model):
+    from lightcol import DocumentIndex
+
+    texts = random_texts(20, seed=11, max_words=120)
+    with open(tmp_path / "docs.jsonl", "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"key": f"k{i}", "body": t, "meta": {"n": i}}) + "\n")
+    ix = str(tmp_path / "docs-index")
+    assert main(["index", "build", ix, "--documents", str(tmp_path / "docs.jsonl"), "--model-path", str(ONNX_DIR),
+                 "--id-field", "key", "--text-field", "body", "--metadata-field", "meta",
+                 "--max-document-length", "24", "--backend", "collection", "-q"]) == 0
+    assert "20 documents" in capsys.readouterr().out
+    index = DocumentIndex.open(ix)
+    assert index.document_ids == [f"k{i}" for i in range(20)] and index.max_tokens == 24
+    assert index.n_passages > 20
+    assert main(["index", "search", ix, "first query", "second query", "-k", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [x["query"] for x in lines] == ["first query", "second query"]
+    assert lines[0]["results"] == index.search("first query", k=3)
+    assert lines[0]["results"][0]["document_metadata"] == {"n": int(lines[0]["results"][0]["document_id"][1:])}
+    assert main(["index", "search", ix, "first query", "-k", "4", "--by-document"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["results"] == index.search("first query", k=4, by_document=True)
+    # without ids: generated from the text; a second build into the same folder needs --overwrite
+    with open(tmp_path / "noid.jsonl", "w", encoding="utf-8") as f:
+        f.write(json.dumps({"text": texts[0]}) + "\n")
+    args = ["index", "build", ix, "--documents", str(tmp_path / "noid.jsonl"), "--model-path", str(ONNX_DIR), "-q"]
+    assert main(args) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    from lightcol.document_index import document_id_for
+
+    assert DocumentIndex.open(ix).document_ids == [document_id_for(texts[0])]

@@ -1,0 +1,711 @@
+"""``DocumentIndex``: documents in, passages with their text and metadata out (RAGatouille's workflow).
+
+A folder holds ``documents.sqlite`` (texts, ids, metadata, passage spans, settings; standard-library
+SQLite) and one vector file: a :class:`~lightcol.MultiVectorCollection` (``backend="collection"``,
+exact MaxSim, small corpora) or a compressed :class:`~lightcol.Index` (``backend="index"``, large
+corpora). Every change writes a new vector file, then commits one SQLite transaction that switches
+to it: a crash at any point leaves the previous state readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from lightcol import _validate
+from lightcol.errors import ArgumentError, DuplicateIdError, IncompatibleModelError, IndexFormatError
+
+__all__ = ["DocumentIndex"]
+
+DB_NAME = "documents.sqlite"
+_FORMAT = "lightcol-document-index"
+_FORMAT_VERSION = 1
+_BACKENDS = {"collection": ".npz", "index": ".index"}
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id TEXT NOT NULL UNIQUE,   -- JSON: "abc" or 7 (str and int ids stay distinct)
+    text TEXT NOT NULL,
+    metadata TEXT                       -- JSON object, or NULL
+);
+CREATE TABLE passages (
+    passage_id INTEGER PRIMARY KEY,     -- the id of its vectors in the vector file
+    doc_key INTEGER NOT NULL REFERENCES documents(key) ON DELETE CASCADE,
+    start INTEGER NOT NULL,             -- character span in the document's text
+    end INTEGER NOT NULL
+);
+CREATE INDEX passages_doc ON passages(doc_key);
+"""
+_IN_CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit everywhere)
+
+
+def document_id_for(text: str) -> str:
+    """The id given to a document added without one: the first 32 hex digits of its text's SHA-256 (UTF-8)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _as_model(model: Any, variant: str | None = None, **options: Any) -> Any:
+    """A :class:`~lightcol.LateInteractionTextEmbedding`, given one, a registry name or a model folder."""
+    from lightcol.embedding import LateInteractionTextEmbedding
+
+    if isinstance(model, LateInteractionTextEmbedding):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        if os.path.isdir(model):
+            return LateInteractionTextEmbedding(specific_model_path=model, model_variant=variant, **options)
+        return LateInteractionTextEmbedding(os.fspath(model), model_variant=variant, **options)
+    raise ArgumentError(
+        f"model must be a LateInteractionTextEmbedding, a model name or a model folder; got {type(model).__name__}."
+    )
+
+
+def _check_id(doc_id: Any, i: int) -> str | int:
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        raise ArgumentError(f"document_ids[{i}] is {doc_id!r} ({type(doc_id).__name__}); ids must be str or int.")
+    return doc_id
+
+
+def _metadata_json(value: Any, i: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ArgumentError(
+            f"metadata[{i}] is {type(value).__name__}; each document's metadata must be a dict (or None)."
+        )
+    try:
+        return json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ArgumentError(
+            f"metadata[{i}] is not JSON-serialisable ({e}); use str, int, float, bool, None, lists and dicts of them."
+        ) from None
+
+
+class DocumentIndex:
+    """Documents split into passages, embedded and searchable by text; results carry content and metadata.
+
+    Create with :meth:`create`, reopen with :meth:`open`. ``len(index)`` counts documents.
+    Single writer: one process at a time may change an index (any number may read a committed one).
+    """
+
+    def __init__(self, path: Path, model: Any, conn: Any, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.model = model
+        self._conn = conn
+        self._meta = meta
+        self._lock = threading.RLock()
+        self._vectors: Any = None
+        self._load_vectors()
+
+    # -- create / open ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        model: Any,
+        *,
+        texts: Sequence[str] | None = None,
+        document_ids: Sequence[str | int] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        split_documents: bool = True,
+        max_document_length: int | None = None,
+        overlap_tokens: int = 0,
+        backend: str = "collection",
+        nbits: int = 2,
+        dtype: str = "float32",
+        batch_size: int = 64,
+        overwrite: bool = False,
+    ) -> DocumentIndex:
+        """Create an index in the folder ``path`` (and add ``texts``, with ``document_ids`` and
+        ``metadata``, if given: see :meth:`add`).
+
+        Args:
+            model: a :class:`~lightcol.LateInteractionTextEmbedding`, a registry name or a model
+                folder; recorded (name, and folder when not from the cache) for :meth:`open`.
+            split_documents: cut documents into passages that fit (:func:`lightcol.split_documents`);
+                ``False``: one passage per document, truncated by the model at its document length.
+            max_document_length: tokens per passage (specials included); default and at most the
+                model's document length.
+            overlap_tokens: tokens (whole words) the end of a passage shares with the next.
+            backend: ``"collection"`` (exact MaxSim, all vectors in memory) or ``"index"``
+                (compressed :class:`~lightcol.Index`, ``nbits`` per dimension; its codec is trained on
+                the first :meth:`add`, so give most documents at once).
+            dtype: storage of the ``"collection"`` backend: ``"float32"`` or ``"float16"``.
+            overwrite: replace an index already in ``path`` (else :class:`FileExistsError`).
+        """
+        import sqlite3
+
+        from lightcol import splitting
+
+        if backend not in _BACKENDS:
+            raise ArgumentError(f"backend must be 'collection' or 'index', got {backend!r}.")
+        if nbits not in (1, 2, 4, 8):
+            raise ArgumentError(f"nbits must be 1, 2, 4 or 8, got {nbits!r}.")
+        if dtype not in ("float32", "float16"):
+            raise ArgumentError(f"dtype must be 'float32' or 'float16', got {dtype!r}.")
+        _validate.integer("batch_size", batch_size, minimum=1)
+        model = _as_model(model)
+        if not split_documents and (max_document_length is not None or overlap_tokens):
+            raise ArgumentError(
+                "max_document_length and overlap_tokens apply to split documents; set split_documents=True."
+            )
+        limit = splitting.passage_budget(model, max_document_length)
+        overlap = _validate.integer("overlap_tokens", overlap_tokens, minimum=0)
+        if overlap is not None and overlap >= limit - splitting.SPECIAL_TOKENS:
+            raise ArgumentError(f"overlap_tokens={overlap} must be less than the {limit - splitting.SPECIAL_TOKENS} "
+                                "text tokens of a passage.")
+        folder = Path(path).absolute()
+        db = folder / DB_NAME
+        if db.exists():
+            if not overwrite:
+                raise FileExistsError(f"{folder} already holds a document index; open it with DocumentIndex.open, "
+                                      "or pass overwrite=True to replace it.")
+            for f in folder.iterdir():
+                if f.name.startswith(DB_NAME) or f.name.startswith("vectors-"):
+                    f.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "model": model.spec.model,
+            "model_path": None if model._from_cache else str(model.model_dir),
+            "model_variant": model.model_variant,
+            "dim": model.dim,
+            "rules": asdict(model.spec.rules),
+            "split_documents": bool(split_documents),
+            "max_tokens": limit,
+            "overlap_tokens": overlap,
+            "backend": backend,
+            "nbits": nbits,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "vectors": None,
+            "generation": 0,
+            "next_passage_id": 0,
+        }
+        tmp = folder / f".{DB_NAME}.creating"
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(stmt)
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        os.replace(tmp, db)  # the index exists once complete
+        self = cls(folder, model, _connect(db), meta)
+        if texts is not None:
+            self.add(texts, document_ids, metadata)
+        return self
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], model: Any = None, **model_options: Any) -> DocumentIndex:
+        """Open the index in the folder ``path``.
+
+        ``model=None`` loads the model recorded at creation (its folder if it still exists, else its
+        registry name), passing ``model_options`` (``threads=``, ``cuda=``...) to
+        :class:`~lightcol.LateInteractionTextEmbedding`; a given model (object, name or folder) must be
+        compatible: same model name, dimension and tokenization rules (a document length at least the
+        passages' token limit).
+
+        :raises FileNotFoundError: no index there. :raises IndexFormatError: not a document index.
+        :raises IncompatibleModelError: the given model cannot search these vectors.
+        """
+        folder = Path(path).absolute()
+        db = folder / DB_NAME
+        if not db.is_file():
+            raise FileNotFoundError(
+                f"no document index in {folder} (no {DB_NAME}); create one with DocumentIndex.create."
+            )
+        conn = _connect(db)
+        try:
+            meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        except Exception as e:  # sqlite3.DatabaseError: not a database, or no meta table
+            conn.close()
+            raise IndexFormatError(f"{db} is not a lightcol document index ({e}).") from e
+        if meta.get("format") != _FORMAT:
+            conn.close()
+            raise IndexFormatError(f"{db} is not a lightcol document index.")
+        if meta.get("format_version", 0) > _FORMAT_VERSION:
+            conn.close()
+            from lightcol.errors import IndexVersionError
+
+            raise IndexVersionError(f"{db} has format version {meta['format_version']}; this lightcol reads up to "
+                                    f"{_FORMAT_VERSION}: upgrade lightcol.")
+        try:
+            if model is None:
+                recorded = meta.get("model_path")
+                source = recorded if recorded and os.path.isdir(recorded) else meta["model"]
+                model = _as_model(source, meta.get("model_variant"), **model_options)
+            else:
+                model = _as_model(model, None, **model_options)
+            _check_model(model, meta, folder)
+            return cls(folder, model, conn, meta)
+        except BaseException:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the SQLite connection (the object is unusable afterwards)."""
+        self._conn.close()
+
+    def __enter__(self) -> DocumentIndex:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return str(self._meta["backend"])
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per passage, ``[CLS]``, document marker and ``[SEP]`` included."""
+        return int(self._meta["max_tokens"])
+
+    @property
+    def document_ids(self) -> list[str | int]:
+        """Document ids in the order they were added."""
+        with self._lock:
+            return [json.loads(r[0]) for r in self._conn.execute("SELECT document_id FROM documents ORDER BY key")]
+
+    @property
+    def n_passages(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+    def __contains__(self, document_id: object) -> bool:
+        if isinstance(document_id, bool) or not isinstance(document_id, (str, int)):
+            return False
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM documents WHERE document_id = ?", (json.dumps(document_id),))
+            return row.fetchone() is not None
+
+    def get(self, document_id: str | int) -> dict[str, Any]:
+        """``{"document_id", "content", "document_metadata"?}`` of one document (its whole text)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT text, metadata FROM documents WHERE document_id = ?", (json.dumps(document_id),)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"no document with id {document_id!r} in {self.path}")
+        out: dict[str, Any] = {"document_id": document_id, "content": row[0]}
+        if row[1] is not None:
+            out["document_metadata"] = json.loads(row[1])
+        return out
+
+    def __repr__(self) -> str:
+        return (f"DocumentIndex({str(self.path)!r}, documents={len(self)}, passages={self.n_passages}, "
+                f"backend={self.backend!r}, model={self._meta['model']!r})")
+
+    def _refresh(self) -> None:
+        """Follow a change committed by another process (or another object on the same folder)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        if row is None or json.loads(row[0]) == self._meta["generation"]:
+            return
+        for attempt in range(3):
+            self._meta = {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+            try:
+                self._load_vectors()
+                return
+            except FileNotFoundError:  # replaced again between reading meta and opening the file
+                if attempt == 2:
+                    raise
+
+    def _load_vectors(self) -> None:
+        name = self._meta.get("vectors")
+        if name is None:
+            self._vectors = None
+        elif self.backend == "collection":
+            from lightcol.collection import MultiVectorCollection
+
+            self._vectors = MultiVectorCollection.load(self.path / name, mmap=True)
+        else:
+            from lightcol.index import Index
+
+            self._vectors = Index.open(self.path / name)
+
+    # -- changes ---------------------------------------------------------------------------------
+    def add(
+        self,
+        texts: Sequence[str],
+        document_ids: Sequence[str | int] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str | int]:
+        """Split, embed and store documents; all or nothing. Returns their ids.
+
+        Args:
+            texts: the documents.
+            document_ids: one unique ``str``/``int`` id each; default :func:`document_id_for` (a
+                hash of the text, so the same text always gets the same id, and adding an identical
+                text twice is a duplicate).
+            metadata: one JSON-able dict (or ``None``) per document, returned with each of its passages.
+
+        :raises DuplicateIdError: an id is already in the index or given twice (named in the message).
+        :raises ArgumentError: a text is not a str, metadata is not a JSON-able dict, lengths differ.
+        """
+        from lightcol.rules import check_text
+
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+            raise ArgumentError(f"texts must be a list of str, got {type(texts).__name__}; wrap one text in a list.")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            check_text(i, t)
+        generated = document_ids is None
+        if generated:
+            ids: list[str | int] = [document_id_for(t) for t in texts]
+        else:
+            if isinstance(document_ids, (str, bytes, int)):
+                raise ArgumentError("document_ids must be a list (one id per text); wrap one id in a list.")
+            ids = [_check_id(d, i) for i, d in enumerate(document_ids)]  # type: ignore[union-attr]
+            if len(ids) != len(texts):
+                raise ArgumentError(f"got {len(texts)} texts but {len(ids)} document_ids.")
+        if metadata is None:
+            metas: list[str | None] = [None] * len(texts)
+        else:
+            if isinstance(metadata, Mapping):
+                raise ArgumentError("metadata must be a list with one dict per text (not one dict); wrap it in a list.")
+            metas = [_metadata_json(m, i) for i, m in enumerate(metadata)]
+            if len(metas) != len(texts):
+                raise ArgumentError(f"got {len(texts)} texts but {len(metas)} metadata entries.")
+        if not texts:
+            return []
+        with self._lock:
+            self._refresh()
+            self._check_new_ids(ids, generated)
+            passages = self._passages(texts)
+            # a generator: the vector store consumes it as it is embedded (no second copy in memory)
+            vectors = self.model.embed([p.text for p in passages], batch_size=self._meta["batch_size"])
+            first = int(self._meta["next_passage_id"])
+            pids = list(range(first, first + len(passages)))
+            new_file = self._write_vectors(lambda v: self._vectors_added(v, pids, vectors))
+
+            def change(conn: Any) -> dict[str, Any]:
+                keys = []
+                for doc_id, text, meta in zip(ids, texts, metas, strict=True):
+                    cur = conn.execute("INSERT INTO documents (document_id, text, metadata) VALUES (?, ?, ?)",
+                                       (json.dumps(doc_id), text, meta))
+                    keys.append(cur.lastrowid)
+                conn.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",
+                                 [(pid, keys[p.doc], p.start, p.end) for pid, p in zip(pids, passages, strict=True)])
+                return {"next_passage_id": first + len(passages)}
+
+            self._commit(new_file, change)
+        return ids
+
+    def delete(self, document_ids: Iterable[str | int] | str | int) -> None:
+        """Remove documents (and their passages) by id; all or nothing.
+
+        :raises ArgumentError: an id is not in the index (nothing is deleted).
+        """
+        drop = [document_ids] if isinstance(document_ids, (str, int)) else list(document_ids)
+        if not drop:
+            return
+        with self._lock:
+            self._refresh()
+            keys: list[int] = []
+            missing = []
+            for d in drop:
+                row = self._conn.execute("SELECT key FROM documents WHERE document_id = ?",
+                                         (json.dumps(_check_id(d, len(keys))),)).fetchone()
+                if row is None:
+                    missing.append(d)
+                else:
+                    keys.append(row[0])
+            if missing:
+                raise ArgumentError(f"document id(s) {missing[:5]!r} not in the index; nothing was deleted.")
+            keys = sorted(set(keys))
+            pids: list[int] = []
+            for chunk in _chunks(keys):
+                q = f"SELECT passage_id FROM passages WHERE doc_key IN ({','.join('?' * len(chunk))})"
+                pids.extend(r[0] for r in self._conn.execute(q, chunk))
+            new_file = self._write_vectors(lambda v: self._vectors_deleted(v, set(pids)))
+
+            def change(conn: Any) -> None:
+                for chunk in _chunks(keys):
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM passages WHERE doc_key IN ({marks})", chunk)
+                    conn.execute(f"DELETE FROM documents WHERE key IN ({marks})", chunk)
+
+            self._commit(new_file, change)
+
+    def _check_new_ids(self, ids: list[str | int], generated: bool) -> None:
+        why = " (generated from the text: the same text was given twice or is already indexed)" if generated else ""
+        seen: set[str] = set()
+        for i, d in enumerate(ids):
+            key = json.dumps(d)
+            if key in seen:
+                raise DuplicateIdError(f"document id {d!r} (document {i}) is given twice{why}; ids must be unique.")
+            seen.add(key)
+        for chunk in _chunks(sorted(seen)):
+            q = f"SELECT document_id FROM documents WHERE document_id IN ({','.join('?' * len(chunk))})"
+            row = self._conn.execute(q, chunk).fetchone()
+            if row is not None:
+                d = json.loads(row[0])
+                raise DuplicateIdError(f"document id {d!r} is already in the index{why}; ids must be unique "
+                                       "(delete it first to replace it).")
+
+    def _passages(self, texts: list[str]) -> list[Any]:
+        from lightcol.splitting import Passage, split_documents
+
+        if self._meta["split_documents"]:
+            return split_documents(texts, self.model, self._meta["max_tokens"], self._meta["overlap_tokens"])
+        return [Passage(i, t, 0, len(t)) for i, t in enumerate(texts)]
+
+    def _vectors_added(self, target: Path, pids: list[int], vectors: Iterable[Any]) -> None:
+        """Write the current vectors plus ``vectors`` (ids ``pids``) to ``target``."""
+        if self.backend == "collection":
+            from lightcol.collection import MultiVectorCollection
+
+            coll = MultiVectorCollection(self._meta["dim"], self._meta["dtype"])
+            if self._vectors is not None:
+                old = self._vectors
+                coll.add(old.ids, iter(old))
+            coll.add(pids, vectors)
+            coll.save(target)
+        else:
+            from lightcol.index import Index
+
+            if self._vectors is None:
+                Index.build(target, pids, vectors, nbits=self._meta["nbits"], model=self._meta["model"],
+                            show_progress=False)
+            else:
+                import shutil
+
+                shutil.copyfile(self._vectors.path, target)
+                Index.open(target).add(pids, vectors)
+
+    def _vectors_deleted(self, target: Path, drop: set[int]) -> bool:
+        """Write the current vectors less ``drop`` to ``target``; ``False`` when none are left (no file)."""
+        old = self._vectors
+        keep = [i for i, pid in enumerate(old.ids) if pid not in drop]
+        if not keep:
+            return False
+        if self.backend == "collection":
+            from lightcol.collection import MultiVectorCollection
+
+            coll = MultiVectorCollection(self._meta["dim"], self._meta["dtype"])
+            ids = old.ids
+            coll.add([ids[i] for i in keep], (old.get(i) for i in keep))
+            coll.save(target)
+        else:
+            import shutil
+
+            from lightcol.index import Index
+
+            shutil.copyfile(old.path, target)
+            Index.open(target).delete(sorted(drop))
+        return True
+
+    def _write_vectors(self, write: Any) -> str | None:
+        """Run ``write(target)`` on a new vector file name; its name, or ``None`` if it wrote none."""
+        gen = int(self._meta["generation"]) + 1
+        name = f"vectors-{gen}{_BACKENDS[self.backend]}"
+        target = self.path / name
+        try:
+            if write(target) is False:
+                self._remove(name)
+                return None
+        except BaseException:
+            self._remove(name)
+            raise
+        return name
+
+    def _commit(self, new_file: str | None, change: Any) -> None:
+        """Apply ``change(conn)`` and switch to ``new_file`` in one transaction (the commit point)."""
+        meta = {"vectors": new_file, "generation": int(self._meta["generation"]) + 1}
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                meta.update(change(conn) or {})
+                conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                                 [(json.dumps(v), k) for k, v in meta.items()])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            if new_file is not None:
+                self._remove(new_file)
+            raise
+        self._meta.update(meta)
+        self._load_vectors()
+        # the previous file, and any left by a write that crashed before or after its commit
+        for f in os.listdir(self.path):
+            if f.startswith("vectors-") and f != new_file and f != (new_file or "") + ".full":
+                self._remove(f)
+
+    def _remove(self, name: str) -> None:
+        """Delete a vector file (best effort: a file still mapped elsewhere may not go on every platform)."""
+        for f in (self.path / name, self.path / (name + ".full")):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+    # -- search ----------------------------------------------------------------------------------
+    def _hits(self, q: Any, k: int, by_document: bool) -> list[tuple[int, float]]:
+        """``(passage_id, score)`` best first: the top ``k`` passages, or with ``by_document`` the
+        best passage of each of the top ``k`` documents (exact: passages are fetched until ``k``
+        distinct documents are among them, or all passages)."""
+        vectors = self._vectors
+        if vectors is None:
+            return []
+        n = len(vectors)
+        if not by_document:
+            return vectors.search(q, min(k, n))
+        want = min(n, 4 * k)
+        while True:
+            hits = vectors.search(q, want)
+            docs = self._doc_keys([pid for pid, _ in hits])
+            best: dict[int, tuple[int, float]] = {}
+            for pid, score in hits:
+                if pid in docs:  # else deleted by another process since the vectors were loaded
+                    best.setdefault(docs[pid], (pid, score))
+            if len(best) >= k or want >= n:
+                return list(best.values())[:k]
+            want = min(n, want * 4)
+
+    def _doc_keys(self, pids: list[int]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for chunk in _chunks(pids):
+            q = f"SELECT passage_id, doc_key FROM passages WHERE passage_id IN ({','.join('?' * len(chunk))})"
+            out.update(self._conn.execute(q, chunk))
+        return out
+
+    def _results(self, hits: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        rows: dict[int, tuple[Any, ...]] = {}
+        for chunk in _chunks([pid for pid, _ in hits]):
+            q = ("SELECT p.passage_id, substr(d.text, p.start + 1, p.end - p.start), d.document_id, d.metadata "
+                 "FROM passages p JOIN documents d ON d.key = p.doc_key "
+                 f"WHERE p.passage_id IN ({','.join('?' * len(chunk))})")
+            rows.update((r[0], r[1:]) for r in self._conn.execute(q, chunk))
+        out = []
+        for pid, score in hits:
+            if pid not in rows:  # deleted by another process since the vectors were loaded
+                continue
+            content, doc_id, meta = rows[pid]
+            result: dict[str, Any] = {"content": content, "score": float(score), "rank": len(out) + 1,
+                                      "document_id": json.loads(doc_id), "passage_id": pid}
+            if meta is not None:
+                result["document_metadata"] = json.loads(meta)
+            out.append(result)
+        return out
+
+    def search(self, query: str, k: int = 10, by_document: bool = False) -> list[dict[str, Any]]:
+        """The ``k`` best passages for a query text, best first, as RAGatouille's result dicts:
+        ``{"content", "score", "rank" (1-based), "document_id", "passage_id"}``, plus
+        ``"document_metadata"`` for a document added with metadata.
+
+        ``by_document=True``: each document once, its best passage standing for it (``k`` documents).
+        """
+        if not isinstance(query, str):
+            raise ArgumentError(f"query must be a str, got {type(query).__name__}; use search_many for several.")
+        return self.search_many([query], k, by_document)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, by_document: bool = False) -> list[list[dict[str, Any]]]:
+        """:meth:`search` for each query text (queries embedded in batches); one result list per query."""
+        if isinstance(queries, str):
+            raise ArgumentError("queries must be a list of str; use search for one query.")
+        queries = list(queries)
+        k = _validate.integer("k", k, minimum=1)  # type: ignore[assignment]
+        if not queries:
+            return []
+        qv = list(self.model.query_embed(queries))
+        with self._lock:
+            self._refresh()
+            vectors = self._vectors
+            if vectors is not None and not by_document and self.backend == "collection":
+                all_hits = vectors.search_many(qv, min(k, len(vectors)))
+            else:
+                all_hits = [self._hits(q, k, by_document) for q in qv]
+            return [self._results(h) for h in all_hits]
+
+    # -- integrations ----------------------------------------------------------------------------
+    def as_langchain_retriever(self, k: int = 4, by_document: bool = False) -> Any:
+        """A LangChain retriever (``pip install 'lightcol[langchain]'``): ``retriever.invoke(query)``
+        returns ``Document``s whose ``page_content`` is the passage and ``metadata`` the document's
+        metadata plus ``document_id``, ``passage_id`` and ``relevance_score``."""
+        from lightcol.integrations.langchain import LightcolRetriever
+
+        return LightcolRetriever(source=_PassageSource(self, by_document), model=self.model,
+                                 documents=_PassageDocuments(self), k=k)
+
+
+class _PassageSource:
+    """What :class:`~lightcol.integrations.langchain.LightcolRetriever` searches: passage ids and scores."""
+
+    def __init__(self, index: DocumentIndex, by_document: bool) -> None:
+        self.index, self.by_document = index, by_document
+
+    def search(self, query_vectors: Any, k: int = 10) -> list[tuple[int, float]]:
+        with self.index._lock:
+            self.index._refresh()
+            return self.index._hits(query_vectors, k, self.by_document)
+
+
+class _PassageDocuments:
+    """Passage id -> LangChain ``Document`` (content, the document's metadata and ids)."""
+
+    def __init__(self, index: DocumentIndex) -> None:
+        self.index = index
+
+    def __call__(self, pid: int) -> Any:
+        from lightcol.integrations.langchain import Document
+
+        with self.index._lock:
+            (r,) = self.index._results([(pid, 0.0)])
+        meta = {**r.get("document_metadata", {}), "document_id": r["document_id"], "passage_id": pid}
+        return Document(page_content=r["content"], metadata=meta, id=str(pid))
+
+
+def _connect(db: Path) -> Any:
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _check_model(model: Any, meta: dict[str, Any], folder: Path) -> None:
+    """Raise :class:`IncompatibleModelError` unless ``model`` can embed queries for these vectors."""
+    recorded = meta["model"]
+    hint = f"open it with model=None to load {meta.get('model_path') or recorded!r}"
+    if model.spec.model.lower() != str(recorded).lower():
+        raise IncompatibleModelError(f"{folder} was built with model {recorded!r}, not {model.spec.model!r}: its "
+                                     f"vectors cannot be searched with another model; {hint}.")
+    if model.dim != meta["dim"]:
+        raise IncompatibleModelError(f"{folder} holds vectors of dim {meta['dim']}, but the model gives dim "
+                                     f"{model.dim}; {hint}.")
+    rules = asdict(model.spec.rules)
+    stored = meta["rules"]
+    diff = sorted(k for k in set(rules) | set(stored) if k != "document_length" and rules.get(k) != stored.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {stored.get(k)!r} in the index, {rules.get(k)!r} in the model" for k in diff)
+        raise IncompatibleModelError(f"{folder}: the model's tokenization rules differ ({details}); {hint}.")
+    if rules["document_length"] < meta["max_tokens"]:
+        raise IncompatibleModelError(
+            f"{folder} holds passages of up to {meta['max_tokens']} tokens, but the model's document length is "
+            f"{rules['document_length']} (new documents would be truncated); {hint}."
+        )
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for i in range(0, len(items), _IN_CHUNK):
+        yield items[i : i + _IN_CHUNK]
