@@ -603,15 +603,16 @@ class DocumentIndex:
             content, doc_id, meta = rows[pid]
             result: dict[str, Any] = {"content": content, "score": float(score), "rank": len(out) + 1,
                                       "document_id": json.loads(doc_id), "passage_id": pid}
-            if meta is not None:
-                result["document_metadata"] = json.loads(meta)
+            if meta is not None:  # RAGatouille's key, and "metadata" (the same dict) for everyone else
+                result["document_metadata"] = result["metadata"] = json.loads(meta)
             out.append(result)
         return out
 
     def search(self, query: str, k: int = 10, by_document: bool = False) -> list[dict[str, Any]]:
         """The ``k`` best passages for a query text, best first, as RAGatouille's result dicts:
         ``{"content", "score", "rank" (1-based), "document_id", "passage_id"}``, plus
-        ``"document_metadata"`` for a document added with metadata.
+        ``"document_metadata"`` (RAGatouille's key) and ``"metadata"`` (the same dict) for a document added with
+        metadata.
 
         ``by_document=True``: each document once, its best passage standing for it (``k`` documents).
         """

@@ -52,9 +52,9 @@ def test_search_returns_ragatouille_results_with_ids_and_metadata(tmp_path, mode
         i = ids.index(r["document_id"])
         assert r["content"] in texts[i]
         if meta[i] is None:
-            assert "document_metadata" not in r
+            assert "document_metadata" not in r and "metadata" not in r
         else:
-            assert r["document_metadata"] == meta[i]
+            assert r["document_metadata"] == r["metadata"] == meta[i]
     assert res == sorted(res, key=lambda r: -r["score"])
     index.close()
 
