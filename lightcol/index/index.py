@@ -32,7 +32,7 @@ _MISSING = object()
 _ENCODE_CHUNK = 1 << 16  # vectors encoded per step while building
 #: search defaults (override per call): probed centroids per query token, documents kept after stage 1
 #: and 2 (see :mod:`lightcol.index.candidates`)
-DEFAULTS = {"nprobe": 8, "n_interact": 4096, "n_rerank": 256}
+DEFAULTS = {"nprobe": 8, "n_interact": 4096, "n_rerank": 512}
 
 
 def _progress(show: bool, desc: str, unit: str) -> Any:
@@ -317,7 +317,7 @@ class Index:
         if n_allowed <= n_rerank:
             docs = np.arange(n) if allowed is None else np.flatnonzero(allowed)
         else:
-            s = q @ self._a["centroids"].T
+            s = q @ self._codec.centroids.T
             cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], n, nprobe, allowed)
             if cand.shape[0] > n_interact:
                 keep, _ = maxsim.top_k(approx, n_interact)
