@@ -32,7 +32,7 @@ _MISSING = object()
 _ENCODE_CHUNK = 1 << 16  # vectors encoded per step while building
 #: search defaults (override per call): probed centroids per query token, documents kept after stage 1
 #: and 2 (see :mod:`lightcol.index.candidates`)
-DEFAULTS = {"nprobe": 8, "n_interact": 4096, "n_rerank": 512}
+DEFAULTS = {"nprobe": 8, "n_interact": 1024, "n_rerank": 512}
 
 
 def _progress(show: bool, desc: str, unit: str) -> Any:
