@@ -59,8 +59,16 @@ def _child_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     ix = Index.build(args.path, None, _stream(args.n), nbits=args.nbits, show_progress=False)
     secs = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _peak_rss_mb()
     print(json.dumps({"seconds": secs, "rss_mb": rss, "n_tokens": ix.n_tokens, "n_centroids": int(ix.meta["n_centroids"])}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: ``VmHWM`` (``ru_maxrss`` would include the forking parent's pages on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child_open(args: argparse.Namespace) -> None:
