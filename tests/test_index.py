@@ -61,14 +61,14 @@ def test_build_records_metadata_and_shapes(built, corpus):
     assert [s for _, s in res] == sorted((s for _, s in res), reverse=True)
 
 
-@pytest.mark.parametrize(("nbits", "floor"), [(2, 0.8), (4, 0.9)])
+@pytest.mark.parametrize(("nbits", "floor"), [(1, 0.8), (2, 0.88), (4, 0.95)])  # measured 0.855 / 0.905 / 0.98
 def test_recall_against_exhaustive(corpus, tmp_path, nbits, floor):
     docs, queries = corpus
     ix = Index.build(tmp_path / "i.lci", None, docs, nbits=nbits, show_progress=False)
     pruned = _recall(ix, docs, queries, **KNOBS)
     # with every document reranked, only the codec's error remains
     full = _recall(ix, docs, queries, n_rerank=400)
-    assert floor <= pruned <= full
+    assert floor <= pruned <= full + 0.02  # pruning loses (almost) nothing the codec keeps
 
 
 def test_exact_rerank_with_full_side_file(corpus, tmp_path):
@@ -176,6 +176,11 @@ def test_not_an_index_truncated_corrupted_and_newer_version(built, tmp_path):
     bad.write_bytes(bytes(newer))
     with pytest.raises(IndexVersionError, match="version 99"):
         Index.open(bad)
+    older = bytearray(data)
+    older[8:12] = struct.pack("<I", 1)  # format 1: per-dimension buckets, no longer read
+    bad.write_bytes(bytes(older))
+    with pytest.raises(IndexVersionError, match="version 1.*rebuild"):
+        Index.open(bad)
     with pytest.raises(FileNotFoundError):
         Index.open(tmp_path / "missing.lci")
 
@@ -218,3 +223,17 @@ def test_ids_are_json_round_tripped(corpus, tmp_path):
     assert meta["n_docs"] == 3
     with pytest.raises(ArgumentError):
         Index.build(tmp_path / "j.lci", [1.5], docs[:1], show_progress=False)
+
+
+def test_codec_encodes_each_subvector_to_its_nearest_codeword():
+    rng = np.random.default_rng(2)
+    x = unit_rows(rng, 2000, 32)
+    c = _codec.train(x, 2, 16)
+    codes, packed = c.encode(x[:50])
+    assert c.books.shape == (8, 256, 4)  # 32 dims * 2 bits = 8 bytes: 8 sub-spaces of 4 dims
+    r = x[:50] - c.centroids[codes]
+    for j in range(8):
+        d = ((r[:, None, 4 * j : 4 * j + 4] - c.books[j][None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(packed[:, j], d.argmin(1))
+    want = c.centroids[codes] + c.books[np.arange(8)[None, :], packed].reshape(50, 32)
+    np.testing.assert_allclose(c.decode(codes, packed), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)

@@ -32,7 +32,7 @@ _MISSING = object()
 _ENCODE_CHUNK = 1 << 16  # vectors encoded per step while building
 #: search defaults (override per call): probed centroids per query token, documents kept after stage 1
 #: and 2 (see :mod:`lightcol.index.candidates`)
-DEFAULTS = {"nprobe": 8, "n_interact": 4096, "n_rerank": 256}
+DEFAULTS = {"nprobe": 8, "n_interact": 1024, "n_rerank": 512}
 
 
 def _progress(show: bool, desc: str, unit: str) -> Any:
@@ -95,7 +95,8 @@ class Index:
         self.meta = meta
         self._a = arrays
         self._full = full
-        self._codec = _codec.Codec(arrays["centroids"], arrays["cutoffs"], arrays["weights"], int(meta["nbits"]))
+        self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
+                                   int(meta["nbits"]))
         self._lut = self._codec.lut()
         self._ids: list[Id] = json.loads(arrays["ids"].tobytes().decode("utf-8")) if arrays["ids"].size else []
         self._pos: dict[Id, int] | None = None
@@ -248,7 +249,7 @@ class Index:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no index file at {path}; build one with lightcol.Index.build.")
         meta, arrays = _storage.open_arrays(path, verify=verify)
-        need = {"residuals", "codes", "offsets", "ivf_docs", "ivf_offsets", "centroids", "cutoffs", "weights", "ids"}
+        need = {"residuals", "codes", "offsets", "ivf_docs", "ivf_offsets", "centroids", "books", "ids"}
         if meta.get("format") != _FORMAT or not need <= set(arrays):
             raise IndexFormatError(f"{path} is not a lightcol index (missing {sorted(need - set(arrays))}).")
         off, codes = arrays["offsets"], arrays["codes"]
@@ -316,7 +317,7 @@ class Index:
         if n_allowed <= n_rerank:
             docs = np.arange(n) if allowed is None else np.flatnonzero(allowed)
         else:
-            s = q @ self._a["centroids"].T
+            s = q @ self._codec.centroids.T
             cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], n, nprobe, allowed)
             if cand.shape[0] > n_interact:
                 keep, _ = maxsim.top_k(approx, n_interact)
@@ -417,9 +418,8 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     ivf_docs, ivf_offsets = _cand.build_ivf(codes, offsets, codec.centroids.shape[0])
     writer.array("ivf_docs", ivf_docs)
     writer.array("ivf_offsets", ivf_offsets)
-    writer.array("centroids", codec.centroids)
-    writer.array("cutoffs", codec.cutoffs)
-    writer.array("weights", codec.weights)
+    writer.array("centroids", codec.centroids.astype(np.float16))
+    writer.array("books", codec.books)
     writer.array("ids", np.frombuffer(json.dumps(list(ids)).encode("utf-8"), dtype=np.uint8))
     full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
                  "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),

@@ -28,7 +28,8 @@ from lightcol.errors import IndexFormatError, IndexVersionError
 __all__ = ["FORMAT_VERSION", "Writer", "open_arrays"]
 
 MAGIC = b"LCOLIDX\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: product-quantised residuals (``books``), float16 centroids
+MIN_VERSION = 2
 _HEAD = struct.Struct("<8sII")
 _TAIL = struct.Struct("<QI8s")
 _ALIGN = 64
@@ -131,7 +132,8 @@ def open_arrays(path: str | os.PathLike[str], *, verify: bool = False) -> tuple[
 
     :param verify: also check every array's crc32 (reads the whole file).
     :raises IndexFormatError: not an index file, truncated or corrupted.
-    :raises IndexVersionError: written by a newer lightcol (format version too high).
+    :raises IndexVersionError: written by a newer lightcol (format version too high), or by an older one
+        whose format this one no longer reads.
     """
     path = os.fspath(path)
     size = os.path.getsize(path)
@@ -144,6 +146,11 @@ def open_arrays(path: str | os.PathLike[str], *, verify: bool = False) -> tuple[
             raise IndexVersionError(
                 f"{path} has index format version {version}; this lightcol reads up to {FORMAT_VERSION}. "
                 "Upgrade lightcol (pip install -U lightcol) to open it."
+            )
+        if version < MIN_VERSION:
+            raise IndexVersionError(
+                f"{path} has index format version {version}, from an earlier lightcol whose codec this one no "
+                "longer reads; rebuild the index (lightcol.Index.build) from the embeddings."
             )
         if size < _HEAD.size + _TAIL.size:
             raise IndexFormatError(f"{path} is truncated ({size} bytes); rebuild the index.")

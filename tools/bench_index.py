@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Index benchmark: lightcol.Index (nbits 1/2/4) vs exhaustive MultiVectorCollection on dict-gcide passages.
+
+    python tools/gcide.py --n 100000                       # embed once (cached under /work/cache/gcide)
+    flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
+        python tools/bench_index.py --n 100000 --queries 100 [--cisi]
+
+Prints one table: recall@10 against exact exhaustive MaxSim (``maxsim.rank`` over float32 vectors),
+single-query latency p50/p99 with 1 and 2 BLAS threads (query already embedded), bytes per stored
+vector (whole index file on disk / stored vectors), build time and peak RSS (each build in a fresh
+subprocess fed chunk by chunk from the cache, so RSS is the build's own), open time (fresh process,
+file in the page cache). Queries are held out: ``"meaning of <headword>"`` for headwords whose entries
+are not among the passages. ``--cisi`` adds nDCG@10 on CISI through the index vs exhaustive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import gcide  # noqa: E402
+
+from lightcol import Index, MultiVectorCollection, maxsim  # noqa: E402
+
+
+WIDE = {"n_interact": 4096, "n_rerank": 2048}  # recall-oriented knobs, reported as a second row
+
+
+def _stream(n: int):
+    """Per-passage float16 arrays of the first ``n`` cached passages, one cache chunk in memory at a time."""
+    left = n
+    i = 0
+    while left > 0:
+        with np.load(gcide.CACHE / f"chunk_{i:04d}.npz") as z:
+            v, lens = z["vectors"], z["lengths"]
+        off = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=off[1:])
+        for j in range(min(left, len(lens))):
+            yield v[off[j] : off[j + 1]]
+        left -= len(lens)
+        i += 1
+
+
+def _child_build(args: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    ix = Index.build(args.path, None, _stream(args.n), nbits=args.nbits, show_progress=False)
+    secs = time.perf_counter() - t
+    rss = _peak_rss_mb()
+    print(json.dumps({"seconds": secs, "rss_mb": rss, "n_tokens": ix.n_tokens, "n_centroids": int(ix.meta["n_centroids"])}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: ``VmHWM`` (``ru_maxrss`` would include the forking parent's pages on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child_open(args: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    ix = Index.open(args.path)
+    secs = time.perf_counter() - t
+    print(json.dumps({"seconds": secs, "n": len(ix)}))
+
+
+def _run_child(*argv: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _query_vectors(n: int, nq: int) -> list[np.ndarray]:
+    f = gcide.CACHE / f"queries_{n}_{nq}.npy"
+    if f.exists():
+        return list(np.load(f))
+    from lightcol import LateInteractionTextEmbedding
+
+    model = LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=1)
+    qv = np.stack(list(model.query_embed(gcide.queries(n, nq))))
+    np.save(f, qv)
+    return list(qv)
+
+
+def _latency(fn, queries, threads: int) -> tuple[float, float]:
+    from threadpoolctl import threadpool_limits
+
+    ms = []
+    with threadpool_limits(limits=threads):
+        fn(queries[0])
+        for q in queries:
+            t = time.perf_counter()
+            fn(q)
+            ms.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def _recall(got: list[list], ref: list[list]) -> float:
+    return float(np.mean([len(set(g[:10]) & set(r[:10])) / 10 for g, r in zip(got, ref, strict=True)]))
+
+
+def _embed_rate() -> str:
+    log = gcide.CACHE.parent / "gcide-embed.log"
+    if not log.exists():
+        return "n/a"
+    docs = secs = 0
+    for m in re.finditer(r"(\d+) docs, \d+ tokens, (\d+) s", log.read_text()):
+        docs += int(m.group(1))
+        secs += int(m.group(2))
+    return f"{docs / secs:.0f} docs/s ({docs} passages in {secs} s)" if secs else "n/a"
+
+
+def _cisi(nbits_list: list[int], workdir: str) -> list[str]:
+    from cisi import embedded, ndcg_at
+
+    ids, dv, qids, qv, qrels, _ = embedded(gcide.MODEL, cache=gcide.CACHE.parent / "cisi-minilm.npz")
+    packed = maxsim.pack(dv, dtype="float32")
+    rel = [qrels.get(q, set()) for q in qids]
+    ref = [[ids[i] for i in maxsim.rank(q, packed, 10)[0]] for q in qv]
+    lines = [f"CISI ({len(ids)} abstracts, {sum(map(len, dv))} vectors, {len(qids)} queries): "
+             f"exhaustive nDCG@10 {ndcg_at(ref, rel):.4f}"]
+    for nbits in nbits_list:
+        ix = Index.build(os.path.join(workdir, f"cisi{nbits}.lci"), ids, dv, nbits=nbits, show_progress=False)
+        got = [[d for d, _ in ix.search(q, 10)] for q in qv]
+        lines.append(f"  index nbits={nbits}: nDCG@10 {ndcg_at(got, rel):.4f}  recall@10 vs exhaustive {_recall(got, ref):.3f}"
+                     f"  {os.path.getsize(ix.path) / ix.n_tokens:.1f} B/vector")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--nbits", default="1,2,4")
+    ap.add_argument("--latency-queries", type=int, default=30, help="queries timed for the exhaustive rows")
+    ap.add_argument("--cisi", action="store_true")
+    ap.add_argument("--cisi-only", action="store_true", help="only the CISI nDCG@10 lines")
+    ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
+    ap.add_argument("--child", choices=["build", "open"], help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "build":
+        args.nbits = args.nbits_one
+        return _child_build(args)
+    if args.child == "open":
+        return _child_open(args)
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench_index_")
+    os.makedirs(workdir, exist_ok=True)
+    if args.cisi_only:
+        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
+        return
+    queries = _query_vectors(args.n, args.queries)
+    vectors, offsets = gcide.load_vectors(args.n)
+    n_tok = int(offsets[-1])
+    print(f"gcide: {args.n} passages, {n_tok} vectors (dim {vectors.shape[1]}), {len(queries)} held-out queries; "
+          f"embedding rate here: {_embed_rate()}", flush=True)
+    rows = []
+    p32 = maxsim.PackedDocuments(vectors.astype(np.float32), offsets)
+    t = time.perf_counter()
+    ref_idx, _ = maxsim.rank_many(queries, p32, 10)
+    print(f"exact reference: {time.perf_counter() - t:.0f} s for {len(queries)} queries", flush=True)
+    ref = [list(map(int, r)) for r in ref_idx]
+    lat_q = queries[: args.latency_queries]
+    for dt, p in (("float32", p32), ("float16", maxsim.PackedDocuments(vectors, offsets))):
+        col = MultiVectorCollection(dtype=dt)
+        col._vectors, col._offsets = p.vectors, offsets  # noqa: SLF001 - same arrays, no copy
+        col._n_docs, col._n_tokens = args.n, n_tok  # noqa: SLF001
+        col._ids, col._dim = list(range(args.n)), vectors.shape[1]  # noqa: SLF001
+        col._packed = None  # noqa: SLF001
+        got = [[d for d, _ in col.search(q, 10)] for q in lat_q]
+        l1 = _latency(lambda q: col.search(q, 10), lat_q, 1)
+        l2 = _latency(lambda q: col.search(q, 10), lat_q, 2)
+        rows.append((f"MultiVectorCollection {dt}", _recall(got, ref[: len(lat_q)]), l1, l2,
+                     (vectors.shape[1] * np.dtype(dt).itemsize * n_tok + 8 * (args.n + 1)) / n_tok, None, None, None))
+        print(rows[-1], flush=True)
+    exact_p50 = rows[0][2][0]
+    del p32
+    for nbits in [int(b) for b in args.nbits.split(",")]:
+        path = os.path.join(workdir, f"gcide{nbits}.lci")
+        b = _run_child("--child", "build", "--path", path, "--n", str(args.n), "--nbits-one", str(nbits))
+        o = min(_run_child("--child", "open", "--path", path)["seconds"] for _ in range(3))
+        ix = Index.open(path)
+        for label, kw in (("", {}), (", n_rerank=2048", WIDE)):
+            got = [[d for d, _ in ix.search(q, 10, **kw)] for q in queries]
+            l1 = _latency(lambda q: ix.search(q, 10, **kw), queries, 1)  # noqa: B023
+            l2 = _latency(lambda q: ix.search(q, 10, **kw), queries, 2)  # noqa: B023
+            rows.append((f"Index nbits={nbits}{label}", _recall(got, ref), l1, l2,
+                         os.path.getsize(path) / ix.n_tokens, b["seconds"], b["rss_mb"], o))
+            print(rows[-1], f"K={b['n_centroids']}", flush=True)
+    print()
+    print(f"| {args.n:,} gcide passages, {n_tok:,} vectors | recall@10 vs exact | p50 / p99 ms (1 thread) | "
+          "p50 / p99 ms (2 threads) | speed-up vs exact (p50, 1 thr) | bytes/vector | build s | build peak RSS MB | open s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rec, l1, l2, bpv, bs, rss, o in rows:
+        f = lambda x, fmt: "-" if x is None else fmt.format(x)  # noqa: E731
+        print(f"| {name} | {rec:.3f} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | {exact_p50 / l1[0]:.1f}x | "
+              f"{bpv:.1f} | {f(bs, '{:.0f}')} | {f(rss, '{:.0f}')} | {f(o, '{:.3f}')} |")
+    if args.cisi:
+        print()
+        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
+
+
+if __name__ == "__main__":
+    main()
