@@ -1,4 +1,4 @@
-"""Spherical k-means on unit vectors (NumPy): the shared trainer of the index codec and fitted MUVERA."""
+"""k-means helpers (NumPy) shared by the index codec and fitted MUVERA: spherical k-means, assignment, row sums."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the most similar centroid (dot product) of each row of ``x``."""
     out = np.empty(x.shape[0], dtype=np.int64)
     step = max(1, _CHUNK_BYTES // (4 * centroids.shape[0]))
-    ct = np.ascontiguousarray(centroids.T)
+    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)  # float16 centroids too
     for a in range(0, x.shape[0], step):
         out[a : a + step] = np.argmax(np.asarray(x[a : a + step], dtype=np.float32) @ ct, axis=1)
     return out

@@ -78,3 +78,28 @@ def test_documents_build_then_search(tmp_path, capsys, model):
     from lightcol.document_index import document_id_for
 
     assert DocumentIndex.open(ix).document_ids == [document_id_for(texts[0])]
+
+
+def test_build_from_embed_parquet(tmp_path, capsys, model):
+    _write_jsonl(tmp_path / "docs.jsonl")
+    out = tmp_path / "vectors"
+    assert main(["embed", str(tmp_path / "docs.jsonl"), "-o", str(out), "--model-path", str(ONNX_DIR),
+                 "--dtype", "float32", "-q"]) == 0
+    ix = str(tmp_path / "from-parquet.lci")
+    assert main(["index", "build", ix, "--parquet", str(out), "-q"]) == 0
+    assert "60 documents" in capsys.readouterr().out
+    index = Index.open(ix)
+    texts = [json.loads(line)["text"] for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
+    same = Index.build(tmp_path / "in-process.lci", [f"doc{i}" for i in range(60)], model.embed(texts),
+                       model=model.model_name)
+    assert index.ids == same.ids and index.model == model.model_name
+    q = next(iter(model.query_embed(["first query"])))
+    assert index.search(q, 5) == same.search(q, 5)  # the vectors Parquet holds are the in-process ones
+    assert main(["index", "search", ix, "first query", "-k", "5", "--model-path", str(ONNX_DIR)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in got["results"]] == [d for d, _ in same.search(q, 5)]
+    queries = tmp_path / "queries"
+    assert main(["embed", str(tmp_path / "docs.jsonl"), "-o", str(queries), "--model-path", str(ONNX_DIR),
+                 "--queries", "-q"]) == 0
+    assert main(["index", "build", str(tmp_path / "q.lci"), "--parquet", str(queries), "-q"]) == 2
+    assert "query vectors" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """``lightcol index build INDEX --jsonl FILE ...`` and ``lightcol index search INDEX QUERY ...``.
 
+With ``--parquet PATH``, ``build`` indexes vectors that ``lightcol embed`` wrote (no embedding).
+
 With ``--documents FILE`` instead of ``--jsonl``, ``build`` writes a :class:`~lightcol.DocumentIndex`
 (a folder: documents split into passages, texts and metadata kept), and ``search`` on such a folder
 prints RAGatouille's result dicts (content, score, rank, document_id, passage_id, document_metadata).
@@ -23,7 +25,7 @@ def register(sub: Any) -> None:
                        description="Build a compressed, memory-mapped ColBERT index file, or search one.")
     cmds = p.add_subparsers(dest="index_command", metavar="{build,search}")
     cmds.required = True
-    b = cmds.add_parser("build", help="embed texts (JSONL) and write an index file",
+    b = cmds.add_parser("build", help="embed texts (JSONL), or take 'lightcol embed' Parquet vectors, and write an index",
                         description="Embed the texts of a JSONL file (one object per line) and write INDEX atomically. "
                                     "--jsonl: a compressed index file of texts (lightcol.Index); --documents: a "
                                     "document index folder (lightcol.DocumentIndex: long documents split into "
@@ -33,6 +35,8 @@ def register(sub: Any) -> None:
     src.add_argument("--jsonl", metavar="FILE", help="texts, one JSON object per line ('-': stdin)")
     src.add_argument("--documents", metavar="FILE", help="documents, one JSON object per line ('-': stdin), "
                      "for a DocumentIndex folder")
+    src.add_argument("--parquet", metavar="PATH", help="vectors already embedded by 'lightcol embed' (its output "
+                     "folder or one shard): no model needed; the index records the model they were made with")
     b.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     b.add_argument("--id-field", default="id", help="field holding the id (default: id; missing: the line number "
                    "with --jsonl, a hash of the text with --documents)")
@@ -89,8 +93,8 @@ def _embedder(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> A
                                         threads=args.threads, cuda=False)
 
 
-def _jsonl(path: str, text_field: str, id_field: str, ids: collections.deque[Any]) -> Iterator[str]:
-    """Texts of a JSONL file; each record's id is appended to ``ids`` as its text is read."""
+def _json_objects(path: str, text_field: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a JSONL file (``-``: stdin); each record an object with a string ``text_field``."""
     f = sys.stdin if path == "-" else open(path, encoding="utf-8")
     with f:
         for n, line in enumerate(f, 1):
@@ -102,8 +106,14 @@ def _jsonl(path: str, text_field: str, id_field: str, ids: collections.deque[Any
                 raise UsageError(f"{path}:{n}: not JSON ({e.msg})") from None
             if not isinstance(rec, dict) or not isinstance(rec.get(text_field), str):
                 raise UsageError(f"{path}:{n}: expected an object with a string field {text_field!r}")
-            ids.append(rec.get(id_field, n - 1))
-            yield rec[text_field]
+            yield n, rec
+
+
+def _jsonl(path: str, text_field: str, id_field: str, ids: collections.deque[Any]) -> Iterator[str]:
+    """Texts of a JSONL file; each record's id is appended to ``ids`` as its text is read."""
+    for n, rec in _json_objects(path, text_field):
+        ids.append(rec.get(id_field, n - 1))
+        yield rec[text_field]
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -111,6 +121,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.documents is not None:
         return _build_documents(args)
+    if args.parquet is not None:
+        return _build_from_parquet(args)
     model = _embedder(args)
     ids: collections.deque[Any] = collections.deque()
     texts = _jsonl(args.jsonl, args.text_field, args.id_field, ids)
@@ -121,6 +133,23 @@ def run_build(args: argparse.Namespace) -> int:
         extra_meta={"model_path": str(model.model_dir)} if args.model_path else None,
     )
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits}")
+    return 0
+
+
+def _build_from_parquet(args: argparse.Namespace) -> int:
+    from lightcol import Index
+    from lightcol import parquet
+
+    meta = parquet.read_metadata(args.parquet)
+    if meta.get("queries"):
+        raise UsageError(f"{args.parquet} holds query vectors (lightcol embed --queries); index document vectors")
+    ids = [i for batch in parquet.iter_batches(args.parquet, columns=("id",)) for i in batch["id"]]
+    vectors = (v for batch in parquet.iter_batches(args.parquet, columns=("vectors",)) for v in batch["vectors"])
+    index = Index.build(
+        args.index, ids, vectors, nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
+        seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet,
+    )
+    print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits} (from {args.parquet})")
     return 0
 
 
@@ -160,23 +189,13 @@ def _records(path: str, args: argparse.Namespace) -> tuple[list[str], list[Any] 
     texts: list[str] = []
     ids: list[Any] = []
     metas: list[Any] = []
-    f = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get(args.text_field), str):
-                raise UsageError(f"{path}:{n}: expected an object with a string field {args.text_field!r}")
-            meta = rec.get(args.metadata_field)
-            if meta is not None and not isinstance(meta, dict):
-                raise UsageError(f"{path}:{n}: field {args.metadata_field!r} must be a JSON object")
-            texts.append(rec[args.text_field])
-            ids.append(rec.get(args.id_field))
-            metas.append(meta)
+    for n, rec in _json_objects(path, args.text_field):
+        meta = rec.get(args.metadata_field)
+        if meta is not None and not isinstance(meta, dict):
+            raise UsageError(f"{path}:{n}: field {args.metadata_field!r} must be a JSON object")
+        texts.append(rec[args.text_field])
+        ids.append(rec.get(args.id_field))
+        metas.append(meta)
     if any(i is None for i in ids):
         if any(i is not None for i in ids):
             raise UsageError(f"{path}: some records have an {args.id_field!r} field and others not; give all or none")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lightcol._kmeans import add_rows, assign, spherical_kmeans
 from lightcol.errors import ArgumentError
 
 __all__ = ["Codec", "train", "auto_centroids"]
@@ -34,16 +35,6 @@ def auto_centroids(n_tokens: int) -> int:
     return k
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the most similar centroid (dot product) of each row of ``x``."""
-    out = np.empty(x.shape[0], dtype=np.int64)
-    step = max(1, _CHUNK_BYTES // (4 * centroids.shape[0]))
-    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)
-    for a in range(0, x.shape[0], step):
-        out[a : a + step] = np.argmax(np.asarray(x[a : a + step], dtype=np.float32) @ ct, axis=1)
-    return out
-
-
 def _nearest(x: np.ndarray, book: np.ndarray) -> np.ndarray:
     """Index of the nearest (Euclidean) codeword of each row of ``x``: argmax ``x.c - |c|^2 / 2``."""
     half = 0.5 * np.einsum("ij,ij->i", book, book)
@@ -57,29 +48,13 @@ def _nearest(x: np.ndarray, book: np.ndarray) -> np.ndarray:
     return out
 
 
-def _kmeans(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.ndarray:
-    """Spherical k-means (deterministic for a given ``rng``); empty clusters are re-seeded."""
-    c = x[rng.choice(x.shape[0], size=k, replace=False)].copy()
-    for _ in range(iters):
-        a = _assign(x, c)
-        sums = np.zeros_like(c)
-        _add_rows(sums, a, x)
-        counts = np.bincount(a, minlength=k)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            sums[empty] = x[rng.choice(x.shape[0], size=empty.size, replace=False)]
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        c = sums / np.maximum(norms, 1e-12)
-    return c.astype(np.float32)
-
-
 def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.ndarray:
     """Euclidean k-means of the rows of ``x`` (a codebook); empty cells are re-seeded."""
     c = x[rng.choice(x.shape[0], size=k, replace=x.shape[0] < k)].copy()
     for _ in range(iters):
         a = _nearest(x, c)
         sums = np.zeros_like(c)
-        _add_rows(sums, a, x)
+        add_rows(sums, a, x)
         counts = np.bincount(a, minlength=k)
         full = counts > 0
         c[full] = sums[full] / counts[full, None]
@@ -87,14 +62,6 @@ def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.nd
         if empty.size:
             c[empty] = x[rng.choice(x.shape[0], size=empty.size, replace=x.shape[0] < empty.size)]
     return c.astype(np.float32)
-
-
-def _add_rows(sums: np.ndarray, a: np.ndarray, x: np.ndarray) -> None:
-    """``sums[a[i]] += x[i]`` via a sort (faster than ``np.add.at`` for many rows)."""
-    order = np.argsort(a, kind="stable")
-    sa = a[order]
-    starts = np.flatnonzero(np.r_[True, sa[1:] != sa[:-1]])
-    sums[sa[starts]] += np.add.reduceat(x[order], starts, axis=0)
 
 
 @dataclass(frozen=True)
@@ -121,7 +88,7 @@ class Codec:
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centroid ids (n,) and residual codes (n, code_bytes) uint8 of unit vectors ``x`` (n, dim)."""
         x = np.asarray(x, dtype=np.float32)
-        codes = _assign(x, self.centroids)
+        codes = assign(x, self.centroids)
         m, _, sub = self.books.shape
         packed = np.empty((x.shape[0], m), dtype=np.uint8)
         step = 1 << 16
@@ -159,9 +126,9 @@ def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, see
         raise ArgumentError(f"n_centroids must be positive; got {n_centroids!r}.")
     k = min(k, x.shape[0])
     rng = np.random.default_rng(seed)
-    c = _kmeans(x, k, iters, rng)
+    c = spherical_kmeans(x, k, iters, rng)
     pick = np.sort(rng.choice(x.shape[0], size=min(_PQ_SAMPLE, x.shape[0]), replace=False))
-    r = x[pick] - c[_assign(x[pick], c)]
+    r = x[pick] - c[assign(x[pick], c)]
     m = x.shape[1] * nbits // 8
     sub = x.shape[1] // m
     books = np.stack([_lloyd(np.ascontiguousarray(r[:, j * sub : (j + 1) * sub]), _BOOK, _PQ_ITERS, rng)
