@@ -28,6 +28,7 @@ FEATURE = "graph optimisation (optimize=True or 'lightcol optimize')"
 
 
 def require_onnx() -> Any:
+    _optional.require("sympy", "quantize", feature=FEATURE)  # ONNX Runtime's optimizer's shape inference
     return _optional.require("onnx", "quantize", feature=FEATURE)
 
 
