@@ -4,7 +4,8 @@ Each derived file ``X`` is written atomically (temp file + ``os.replace``) and t
 record ``X.lightcol.json`` holding the *key* it was made for (source fingerprint, settings, library
 versions) and its own size and mtime. It is reused only when the record names the expected key and
 the file still has the recorded size and mtime; anything else (missing, partial, replaced, stale)
-is rebuilt, never loaded.
+is rebuilt, never loaded. :func:`ensure` is the make-once-and-reuse mechanism the int8 and optimised
+variants share (where to put the file, locking, rebuilding).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lightcol.errors import ModelLoadError
 
 #: Bytes hashed at each of three places (start, middle, end) of a source file for its fingerprint.
 _SAMPLE = 1 << 20
@@ -114,3 +117,84 @@ def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with WeakFileLock(path):
         yield
+
+
+def _candidates(source: Path, key: str, name: str, cache_dir: str | os.PathLike[str] | None, beside: bool) -> list[Path]:
+    from lightcol.download import resolve_cache_dir
+
+    out = []
+    if beside:
+        out.append(source.parent / name)
+    out.append(resolve_cache_dir(cache_dir) / "derived" / key / name)
+    return out
+
+
+def _usable_target(path: Path) -> bool:
+    """A place we may write: a writable folder, and no file there that lightcol did not make."""
+    if path.exists() and not record_path(path).exists():
+        return False  # someone else's file of that name: leave it alone
+    return writable_dir(path.parent)
+
+
+def ensure(
+    source: str | os.PathLike[str],
+    kind: str,
+    name_of: Callable[[Path], str],
+    settings: dict[str, Any],
+    make: Callable[[Path, Path], None],
+    require: Callable[[], Any],
+    *,
+    command: str,
+    cache_dir: str | os.PathLike[str] | None,
+    beside: bool,
+    lock: Path | None,
+    force: bool,
+) -> Path:
+    """A file derived from ``source`` by ``make(source, tmp)``, reused while ``source`` and ``settings`` are unchanged.
+
+    Candidates: ``name_of(source)`` beside ``source`` (when ``beside``), then ``<cache>/derived/<key>/``; a valid
+    one is returned as it is, else the first writable one is built under ``lock`` (default: one per key under
+    ``<cache>/.locks/derived``). ``require()`` runs before any lock is taken (a missing extra fails at once);
+    ``command`` is the CLI command named when nowhere is writable.
+    """
+    source = Path(source).absolute()
+    if not source.is_file():
+        raise ModelLoadError(f"ONNX file {source} is missing; cannot make its {kind} variant.")
+    key = key_of({"kind": kind, "source": fingerprint(source), "settings": settings})
+    candidates = _candidates(source, key, name_of(source), cache_dir, beside)
+    if not force:
+        for c in candidates:
+            if is_valid(c, key):
+                return c
+    require()  # before taking any lock: a missing extra fails at once
+    targets = [c for c in candidates if _usable_target(c)]
+    if not targets:
+        raise ModelLoadError(
+            f"cannot write the {kind} variant of {source}: neither {' nor '.join(str(c.parent) for c in candidates)} "
+            "is writable; pass cache_dir= (or set LIGHTCOL_CACHE_PATH) to a writable folder, or run "
+            f"'{command}' where it can write."
+        )
+    if lock is None:
+        from lightcol.download import resolve_cache_dir
+
+        locks = resolve_cache_dir(cache_dir) / ".locks" / "derived"
+        lock = (locks if writable_dir(locks) else targets[0].parent) / f"{key}.lock"
+    with file_lock(lock):
+        for c in candidates:  # another process may have made it while we waited
+            if not force and is_valid(c, key):
+                return c
+        for i, target in enumerate(targets):
+            try:
+                return build(target, key, lambda tmp: make(source, tmp), {"source": str(source), **settings})
+            except ImportError:
+                raise
+            except OSError:
+                if i + 1 < len(targets):
+                    continue  # e.g. a read-only file system os.access did not see: next place
+                raise
+            except Exception as e:  # noqa: BLE001 - the tools' own errors (onnx / onnxruntime)
+                raise ModelLoadError(
+                    f"making the {kind} variant of {source} failed ({type(e).__name__}: {str(e).strip()[:300]}); "
+                    "is it a float32 ONNX model? Export one with tools/export_onnx.py."
+                ) from e
+    raise AssertionError("unreachable")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightcol import _derived
 from lightcol.errors import (
     ArgumentError,
     DownloadError,
@@ -482,11 +483,7 @@ def lock_path(spec: ModelSpec, cache_dir: str | os.PathLike[str] | None = None) 
 
 
 def _lock(cache: Path, storage: Path) -> Any:
-    from huggingface_hub.utils import WeakFileLock
-
-    path = _lock_path(cache, storage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return WeakFileLock(path)
+    return _derived.file_lock(_lock_path(cache, storage))
 
 
 def _fetch(

@@ -263,7 +263,7 @@ class LateInteractionTextEmbedding:
                 )
 
     def _model_path(self, force: bool = False) -> Path:
-        """The ONNX file to open; for a derived int8 variant, made now if it is missing or stale."""
+        """The ONNX file to open; a derived one (int8 or optimised) is made now if it is missing or stale."""
         path = self.model_dir / self._model_file
         if not self._derive_int8 and not self._optimize:
             return path
@@ -274,12 +274,10 @@ class LateInteractionTextEmbedding:
             from lightcol import download
 
             lock = download.lock_path(self.spec, self._cache_dir)
-        where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock}
-        if self._optimize:
-            path = optimize.ensure_optimized(path, force=force and not self._derive_int8, **where)
-        if self._derive_int8:
-            path = quantize.ensure_int8(path, force=force, **where)
-        return path
+        where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock, "force": force}
+        if self._optimize:  # the constructor refuses optimize with int8: one derived file, never both
+            return optimize.ensure_optimized(path, **where)
+        return quantize.ensure_int8(path, **where)
 
     def _open(self, model_path: Path) -> Any:
         """An ONNX Runtime session on ``model_path``, through the optimised-graph cache where it applies."""
@@ -295,7 +293,6 @@ class LateInteractionTextEmbedding:
         )
 
     def _load_onnx(self) -> None:
-        model_path = self.model_dir / self._model_file
         try:
             model_path = self._model_path()
             sess = self._open(model_path)

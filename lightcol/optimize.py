@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from lightcol import _derived, _optional
-from lightcol.errors import ModelLoadError
 
 SETTINGS: dict[str, Any] = {"version": 1, "nan_guards": "removed", "fusions": "onnxruntime.transformers bert, opt_level 0"}
 FEATURE = "graph optimisation (optimize=True or 'lightcol optimize')"
@@ -98,9 +97,7 @@ def ensure_optimized(
     force: bool = False,
 ) -> Path:
     """The optimised file made from ``source``, rewriting it now if none is up to date (as :func:`lightcol.quantize.ensure_int8`)."""
-    from lightcol.quantize import _make_derived
-
-    return _make_derived(
-        source, "optimized", optimized_name, SETTINGS, optimize_file, require_onnx,
+    return _derived.ensure(
+        source, "optimized", optimized_name, SETTINGS, optimize_file, require_onnx, command="lightcol optimize",
         cache_dir=cache_dir, beside=beside, lock=lock, force=force,
     )
