@@ -13,8 +13,8 @@ writing in another behind it, so the job runs at about the speed of ``embed`` it
 
 from __future__ import annotations
 
-import hashlib
 import collections
+import hashlib
 import json
 import os
 import queue
@@ -30,6 +30,7 @@ import numpy as np
 
 from lightcol import inputs as _inputs
 from lightcol.errors import ArgumentError, InputFileError, ResumeError
+from lightcol.muvera import NAMED_SETTINGS
 
 MANIFEST = "_lightcol_job.json"
 SKIPPED = "_skipped.jsonl"  # "_" first: Parquet readers of the folder (pyarrow, Polars, DuckDB) skip it
@@ -39,7 +40,7 @@ FORMAT = "lightcol-embed-job"
 SHARD_SIZE = 65536
 #: Rows per Parquet row group (and per hand-off to the writer thread).
 ROW_GROUP = 1024
-_MUVERA = ("recommended", "fastembed")
+_MUVERA = tuple(NAMED_SETTINGS)
 
 
 @dataclass
@@ -134,14 +135,14 @@ def load_model(opts: JobOptions) -> Any:
 def make_muvera(kind: str | None, dim: int) -> Any:
     if kind is None:
         return None
-    from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, Muvera
+    from lightcol.muvera import Muvera
 
     if kind not in _MUVERA:  # a saved encoder (e.g. Muvera.fit(...).save(path))
         muvera = Muvera.load(kind)
         if muvera.dim != dim:
             raise ArgumentError(f"the Muvera in {kind!r} encodes {muvera.dim}-dim vectors; the model's are {dim}-dim")
         return muvera
-    return Muvera(dim, **(RECOMMENDED if kind == "recommended" else FASTEMBED_DEFAULTS))
+    return Muvera(dim, **NAMED_SETTINGS[kind])
 
 
 def fingerprint(opts: JobOptions, model: Any) -> dict[str, Any]:

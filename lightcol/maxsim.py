@@ -281,7 +281,7 @@ class _DocumentList:
     are found from the scores afterwards (:meth:`check_scores`), not by a pass over all the data.
     """
 
-    __slots__ = ("arrays", "offsets", "dim", "vectors", "_plans", "_buffer", "_doc_of_block")
+    __slots__ = ("arrays", "offsets", "dim", "vectors", "_plans", "_buffer")
 
     def __init__(self, arrays: list[np.ndarray], dim: int) -> None:
         self.arrays = arrays

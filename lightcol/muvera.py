@@ -37,7 +37,7 @@ import numpy.typing as npt
 from lightcol import _kmeans, _validate
 from lightcol.errors import ArgumentError, IndexFormatError, IndexVersionError, ShapeError
 
-__all__ = ["Muvera", "RECOMMENDED", "RECOMMENDED_FIT", "FASTEMBED_DEFAULTS", "WEAVIATE_DEFAULTS"]
+__all__ = ["Muvera", "RECOMMENDED", "RECOMMENDED_FIT", "FASTEMBED_DEFAULTS", "WEAVIATE_DEFAULTS", "NAMED_SETTINGS"]
 
 #: FastEmbed's defaults (10,240 dimensions).
 FASTEMBED_DEFAULTS: dict[str, int] = {"k_sim": 5, "dim_proj": 16, "r_reps": 20}
@@ -48,6 +48,8 @@ WEAVIATE_DEFAULTS: dict[str, int] = {"k_sim": 4, "dim_proj": 16, "r_reps": 10}
 RECOMMENDED: dict[str, int] = {"k_sim": 4, "dim_proj": 8, "r_reps": 80}
 #: lightcol's recommended setting for :meth:`Muvera.fit` (10,240 dimensions): 64 learned buckets, 32 dims, 5 repetitions.
 RECOMMENDED_FIT: dict[str, int] = {"k_sim": 6, "dim_proj": 32, "r_reps": 5}
+#: The random settings by the names the CLI and :mod:`lightcol.ray` take.
+NAMED_SETTINGS: dict[str, dict[str, int]] = {"recommended": RECOMMENDED, "fastembed": FASTEMBED_DEFAULTS}
 #: Format version of :meth:`Muvera.save` files.
 _FORMAT = 1
 

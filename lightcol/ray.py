@@ -33,12 +33,12 @@ def _ray() -> Any:
 def _muvera_kwargs(muvera: Any) -> dict[str, int] | None:
     if muvera is None or muvera is False:
         return None
-    from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED
+    from lightcol.muvera import NAMED_SETTINGS
 
-    if muvera is True or muvera == "recommended":
-        return dict(RECOMMENDED)
-    if muvera == "fastembed":
-        return dict(FASTEMBED_DEFAULTS)
+    if muvera is True:
+        muvera = "recommended"
+    if isinstance(muvera, str) and muvera in NAMED_SETTINGS:
+        return dict(NAMED_SETTINGS[muvera])
     if isinstance(muvera, dict):
         return dict(muvera)
     raise ArgumentError(f"muvera must be None, 'recommended', 'fastembed' or a dict of Muvera arguments, got {muvera!r}")
