@@ -1,9 +1,9 @@
 """lightcol: fast ColBERT-style late-interaction text embeddings on ONNX Runtime."""
 
+from typing import TYPE_CHECKING
+
 from lightcol import maxsim
-from lightcol.collection import MultiVectorCollection
 from lightcol.embedding import LateInteractionTextEmbedding
-from lightcol.index import Index
 from lightcol.errors import (
     ArgumentError,
     DuplicateIdError,
@@ -26,15 +26,26 @@ from lightcol.errors import (
     UnknownModelError,
     WorkerError,
 )
-from lightcol.muvera import Muvera
-from lightcol.pooling import pool_tokens, pool_tokens_batch
 from lightcol.registry import list_supported_models
+
+if TYPE_CHECKING:
+    from lightcol.collection import MultiVectorCollection
+    from lightcol.document_index import DocumentIndex
+    from lightcol.index import Index
+    from lightcol.muvera import Muvera
+    from lightcol.pooling import pool_tokens, pool_tokens_batch
+    from lightcol.splitting import Passage, split_documents
 
 __version__ = "0.1.0"
 
-#: Imported on first use (PEP 562), so ``import lightcol`` does not pay for them.
+#: Imported on first use (PEP 562), so ``import lightcol`` (a serverless cold start) does not pay for them.
 _LAZY = {
     "DocumentIndex": "lightcol.document_index",
+    "Index": "lightcol.index",
+    "MultiVectorCollection": "lightcol.collection",
+    "Muvera": "lightcol.muvera",
+    "pool_tokens": "lightcol.pooling",
+    "pool_tokens_batch": "lightcol.pooling",
     "Passage": "lightcol.splitting",
     "split_documents": "lightcol.splitting",
 }

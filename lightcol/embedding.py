@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from lightcol import rules as _rules
 from lightcol import session as _session
@@ -199,15 +200,29 @@ class LateInteractionTextEmbedding:
         rules = self.spec.rules
         self._check_position_limit()
         base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
-        self._query_tokenizer = _rules.truncating(base, rules.query_length)
-        self._doc_tokenizer = _rules.truncating(base, rules.document_length)
         self._skip = _rules.skiplist_ids(base, rules)
+        # the loaded tokenizer becomes the query one; the document one is a copy made on first use
+        # (a copy costs ~15 ms: a serverless function that only embeds queries never pays it)
+        self._query_tokenizer = _rules.set_truncation(base, rules.query_length)
+        self._doc_tokenizer_copy: Tokenizer | None = None
+        self._tokenizer_lock = threading.Lock()
         self._session_lock = threading.Lock()
         #: padded tokens per ONNX Runtime call (see :data:`BATCH_TOKENS`); tune per machine if needed
         self.batch_tokens = BATCH_TOKENS
         self._model: Any = None
         if not lazy_load:
             self._load_onnx()
+
+    @property
+    def _doc_tokenizer(self) -> Tokenizer:
+        """The document tokenizer (made from the query one on first use, once, thread-safe)."""
+        tokenizer = self._doc_tokenizer_copy
+        if tokenizer is None:
+            with self._tokenizer_lock:
+                if self._doc_tokenizer_copy is None:
+                    self._doc_tokenizer_copy = _rules.truncating(self._query_tokenizer, self.spec.rules.document_length)
+                tokenizer = self._doc_tokenizer_copy
+        return tokenizer
 
     # -- loading ---------------------------------------------------------------------------------
     def _resolve(self, model_name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, ModelSpec, Path, bool]:

@@ -81,6 +81,32 @@ def test_damaged_entry_rebuilt_never_loaded(cache: Path, opened) -> None:
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _weights(entry: Path) -> list[Path]:
+    return sorted(entry.parent.glob(f"{entry.stem}.*.data"))
+
+
+def test_weights_kept_beside_the_graph_and_checked(cache: Path, opened) -> None:
+    """The entry's weights live in one side file the record names; a changed or missing one is never loaded."""
+    ref = _vectors()
+    [entry] = _entries(cache)
+    [weights] = _weights(entry)
+    assert weights.stat().st_size > entry.stat().st_size  # the weights left the protobuf
+    for damage in ("truncate", "delete"):
+        if damage == "truncate":
+            weights.write_bytes(weights.read_bytes()[:-4096])
+        else:
+            weights.unlink()
+        opened.clear()
+        again = _vectors()
+        assert str(entry) not in [p for p, _ in opened]  # rebuilt from the model, not loaded
+        [weights] = _weights(entry)  # one weights file again, the old one gone
+        for a, b in zip(ref, again):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    opened.clear()
+    _vectors()
+    assert opened[-1] == (str(entry), int(ort.GraphOptimizationLevel.ORT_DISABLE_ALL))
+
+
 def test_changed_model_gets_a_new_entry(cache: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(ONNX_DIR, folder)
