@@ -4,6 +4,8 @@
     python tools/make_bench_model.py          # once: .bench/minilm-colbert{,-onnx}
     python tools/bench_embed.py [--docs 300] [--repeat 2]
     python tools/bench_embed.py --quality     # CISI nDCG@10 float32 vs int8, overlap@10
+    python tools/bench_embed.py --serverless  # cold start, single query (idle, under load), foreign export,
+                                              # int8 from float32 vs FastEmbed: tools/bench_serverless.py's tables
 
 Texts: the first ``--docs`` CISI abstracts (``$CISI_DIR``, default ``/work/shared/data/cisi``) and
 the 112 CISI queries. Every system runs in its own subprocess (its own environment: FastEmbed from
@@ -268,11 +270,16 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--worker")
     p.add_argument("--quality", action="store_true", help="CISI nDCG@10 float32 vs int8 and overlap@10 instead")
+    p.add_argument("--serverless", nargs="?", const="cold,query,load,export,int8,quality", metavar="TABLES",
+                   help="run tools/bench_serverless.py with these tables (default: all) instead")
     p.add_argument("--systems", default="lightcol:float32,lightcol:int8,lightcol:float32:2,lightcol:int8:2,fastembed,fastembed-512,colbert-ai")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.docs, args.repeat)))
         return 0
+    if args.serverless:
+        script = Path(__file__).with_name("bench_serverless.py")
+        return subprocess.run([sys.executable, str(script), "--tables", args.serverless, "--docs", str(args.docs)]).returncode
     if not (MODEL_DIR / "model_int8.onnx").is_file():
         sys.exit("no benchmark model: run python tools/make_bench_model.py first")
     if args.quality:

@@ -9,8 +9,12 @@ Prints one table: recall@10 against exact exhaustive MaxSim (``maxsim.rank`` ove
 single-query latency p50/p99 with 1 and 2 BLAS threads (query already embedded), bytes per stored
 vector (whole index file on disk / stored vectors), build time and peak RSS (each build in a fresh
 subprocess fed chunk by chunk from the cache, so RSS is the build's own), open time (fresh process,
-file in the page cache). Queries are held out: ``"meaning of <headword>"`` for headwords whose entries
-are not among the passages. ``--cisi`` adds nDCG@10 on CISI through the index vs exhaustive.
+file in the page cache). Queries are held out (entries not among the passages; see tools/gcide.py):
+reverse-dictionary descriptions ("describe", the latency queries) and ``"meaning of <headword>"``
+("meaning": 27 of 32 query tokens are [MASK], nearly tied exact scores); recall is reported for each.
+``--exact`` adds an nbits=2 index built with ``keep_full=True`` searched with ``exact=True`` (final
+candidates scored on the float16 side file: what candidate generation alone loses).
+``--cisi`` adds nDCG@10 on CISI through the index vs exhaustive.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def _stream(n: int):
 
 def _child_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
-    ix = Index.build(args.path, None, _stream(args.n), nbits=args.nbits, show_progress=False)
+    ix = Index.build(args.path, None, _stream(args.n), nbits=args.nbits, keep_full=args.keep_full, show_progress=False)
     secs = time.perf_counter() - t
     rss = _peak_rss_mb()
     print(json.dumps({"seconds": secs, "rss_mb": rss, "n_tokens": ix.n_tokens, "n_centroids": int(ix.meta["n_centroids"])}))
@@ -83,14 +87,14 @@ def _run_child(*argv: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _query_vectors(n: int, nq: int) -> list[np.ndarray]:
-    f = gcide.CACHE / f"queries_{n}_{nq}.npy"
+def _query_vectors(n: int, nq: int, kind: str) -> list[np.ndarray]:
+    f = gcide.CACHE / (f"queries_{n}_{nq}.npy" if kind == "meaning" else f"queries_{kind}_{n}_{nq}.npy")
     if f.exists():
         return list(np.load(f))
     from lightcol import LateInteractionTextEmbedding
 
     model = LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=1)
-    qv = np.stack(list(model.query_embed(gcide.queries(n, nq))))
+    qv = np.stack(list(model.query_embed(gcide.queries(n, nq, kind=kind))))
     np.save(f, qv)
     return list(qv)
 
@@ -147,11 +151,13 @@ def main() -> None:
     ap.add_argument("--nbits", default="1,2,4")
     ap.add_argument("--latency-queries", type=int, default=30, help="queries timed for the exhaustive rows")
     ap.add_argument("--cisi", action="store_true")
+    ap.add_argument("--exact", action="store_true", help="add an nbits=2 keep_full index searched with exact=True")
     ap.add_argument("--cisi-only", action="store_true", help="only the CISI nDCG@10 lines")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
     ap.add_argument("--child", choices=["build", "open"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--keep-full", dest="keep_full", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "build":
         args.nbits = args.nbits_one
@@ -164,17 +170,24 @@ def main() -> None:
     if args.cisi_only:
         print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
         return
-    queries = _query_vectors(args.n, args.queries)
+    queries = _query_vectors(args.n, args.queries, "describe")
+    meaning = _query_vectors(args.n, args.queries, "meaning")
     vectors, offsets = gcide.load_vectors(args.n)
     n_tok = int(offsets[-1])
-    print(f"gcide: {args.n} passages, {n_tok} vectors (dim {vectors.shape[1]}), {len(queries)} held-out queries; "
-          f"embedding rate here: {_embed_rate()}", flush=True)
+    print(f"gcide: {args.n} passages, {n_tok} vectors (dim {vectors.shape[1]}), {len(queries)} + {len(meaning)} "
+          f"held-out queries; embedding rate here: {_embed_rate()}", flush=True)
     rows = []
     p32 = maxsim.PackedDocuments(vectors.astype(np.float32), offsets)
     t = time.perf_counter()
-    ref_idx, _ = maxsim.rank_many(queries, p32, 10)
-    print(f"exact reference: {time.perf_counter() - t:.0f} s for {len(queries)} queries", flush=True)
-    ref = [list(map(int, r)) for r in ref_idx]
+    ref = [list(map(int, r)) for r in maxsim.rank_many(queries, p32, 10)[0]]
+    ref_m = [list(map(int, r)) for r in maxsim.rank_many(meaning, p32, 10)[0]]
+    print(f"exact reference: {time.perf_counter() - t:.0f} s for {len(queries) + len(meaning)} queries", flush=True)
+    for name, qs, r in (("describe", queries, ref), ("meaning", meaning, ref_m)):
+        s = maxsim.score_many(qs, p32)
+        top = -np.sort(-s, axis=1)
+        print(f"{name} queries: median exact score of rank 1 {np.median(top[:, 0]):.2f}, "
+              f"gap rank 10 - rank 11 {np.median(top[:, 9] - top[:, 10]):.3f}, "
+              f"rank 10 - rank 50 {np.median(top[:, 9] - top[:, 49]):.3f}", flush=True)
     lat_q = queries[: args.latency_queries]
     for dt, p in (("float32", p32), ("float16", maxsim.PackedDocuments(vectors, offsets))):
         col = MultiVectorCollection(dtype=dt)
@@ -185,31 +198,37 @@ def main() -> None:
         got = [[d for d, _ in col.search(q, 10)] for q in lat_q]
         l1 = _latency(lambda q: col.search(q, 10), lat_q, 1)
         l2 = _latency(lambda q: col.search(q, 10), lat_q, 2)
-        rows.append((f"MultiVectorCollection {dt}", _recall(got, ref[: len(lat_q)]), l1, l2,
+        rows.append((f"MultiVectorCollection {dt}", _recall(got, ref[: len(lat_q)]), 1.0, l1, l2,
                      (vectors.shape[1] * np.dtype(dt).itemsize * n_tok + 8 * (args.n + 1)) / n_tok, None, None, None))
         print(rows[-1], flush=True)
-    exact_p50 = rows[0][2][0]
+    exact_p50 = rows[0][3][0]
     del p32
-    for nbits in [int(b) for b in args.nbits.split(",")]:
-        path = os.path.join(workdir, f"gcide{nbits}.lci")
-        b = _run_child("--child", "build", "--path", path, "--n", str(args.n), "--nbits-one", str(nbits))
+    builds = [(nbits, False) for nbits in (int(b) for b in args.nbits.split(","))] + ([(2, True)] if args.exact else [])
+    for nbits, full in builds:
+        path = os.path.join(workdir, f"gcide{nbits}{'-full' if full else ''}.lci")
+        b = _run_child("--child", "build", "--path", path, "--n", str(args.n), "--nbits-one", str(nbits),
+                       *(["--keep-full"] if full else []))
         o = min(_run_child("--child", "open", "--path", path)["seconds"] for _ in range(3))
         ix = Index.open(path)
-        for label, kw in (("", {}), (", n_rerank=2048", WIDE)):
+        on_disk = sum(os.path.getsize(f) for f in Path(path).parent.glob(Path(path).name + "*"))
+        variants = [(", exact=True (float16 side file)", {"exact": True})] if full else [("", {}), (", n_rerank=2048", WIDE)]
+        for label, kw in variants:
             got = [[d for d, _ in ix.search(q, 10, **kw)] for q in queries]
+            got_m = [[d for d, _ in ix.search(q, 10, **kw)] for q in meaning]
             l1 = _latency(lambda q: ix.search(q, 10, **kw), queries, 1)  # noqa: B023
             l2 = _latency(lambda q: ix.search(q, 10, **kw), queries, 2)  # noqa: B023
-            rows.append((f"Index nbits={nbits}{label}", _recall(got, ref), l1, l2,
-                         os.path.getsize(path) / ix.n_tokens, b["seconds"], b["rss_mb"], o))
+            rows.append((f"Index nbits={nbits}{label}", _recall(got, ref), _recall(got_m, ref_m), l1, l2,
+                         on_disk / ix.n_tokens, b["seconds"], b["rss_mb"], o))
             print(rows[-1], f"K={b['n_centroids']}", flush=True)
     print()
-    print(f"| {args.n:,} gcide passages, {n_tok:,} vectors | recall@10 vs exact | p50 / p99 ms (1 thread) | "
-          "p50 / p99 ms (2 threads) | speed-up vs exact (p50, 1 thr) | bytes/vector | build s | build peak RSS MB | open s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, rec, l1, l2, bpv, bs, rss, o in rows:
+    print(f"| {args.n:,} gcide passages, {n_tok:,} vectors | recall@10 vs exact (describe) | recall@10 (meaning) | "
+          "p50 / p99 ms (1 thread) | p50 / p99 ms (2 threads) | speed-up vs exact (p50, 1 thr) | bytes/vector | "
+          "build s | build peak RSS MB | open s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, rec, rec_m, l1, l2, bpv, bs, rss, o in rows:
         f = lambda x, fmt: "-" if x is None else fmt.format(x)  # noqa: E731
-        print(f"| {name} | {rec:.3f} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | {exact_p50 / l1[0]:.1f}x | "
-              f"{bpv:.1f} | {f(bs, '{:.0f}')} | {f(rss, '{:.0f}')} | {f(o, '{:.3f}')} |")
+        print(f"| {name} | {rec:.3f} | {rec_m:.3f} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | "
+              f"{exact_p50 / l1[0]:.1f}x | {bpv:.1f} | {f(bs, '{:.0f}')} | {f(rss, '{:.0f}')} | {f(o, '{:.3f}')} |")
     if args.cisi:
         print()
         print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
