@@ -52,11 +52,15 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
+    import importlib
+    import importlib.util
+
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'lightcol' has no attribute {name!r}")
-    import importlib
-
+        # a submodule not imported yet (``lightcol.collection``), as if ``import lightcol`` had imported it
+        if name.startswith("_") or importlib.util.find_spec(f"lightcol.{name}") is None:
+            raise AttributeError(f"module 'lightcol' has no attribute {name!r}")
+        return importlib.import_module(f"lightcol.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

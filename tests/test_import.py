@@ -19,6 +19,20 @@ def test_import_pulls_in_nothing_heavy() -> None:
     assert loaded.strip() == ""
 
 
+def test_index_and_compact_vector_modules_load_on_first_use() -> None:
+    """A serverless cold start (import, embed a query) does not import the index/collection/MUVERA/pooling code."""
+    out = _run(
+        "import sys, lightcol; mods = ('lightcol.collection', 'lightcol.index', 'lightcol.muvera', 'lightcol.pooling'); "
+        "print(sum(m in sys.modules for m in mods)); "
+        "from lightcol import Index, MultiVectorCollection, Muvera, pool_tokens; "
+        "print(Index.__module__, MultiVectorCollection.__module__, Muvera.__module__, pool_tokens.__module__); "
+        "print(lightcol.collection.__name__, sorted(set(lightcol.__all__) - set(dir(lightcol))))"
+    ).split("\n")
+    assert out[0] == "0"
+    assert out[1] == "lightcol.index.index lightcol.collection lightcol.muvera lightcol.pooling"
+    assert out[2] == "lightcol.collection []"
+
+
 def _cpu_seconds(code: str) -> float:
     # CPU time of the import in a fresh interpreter: what the import costs, less disturbed by other
     # processes on a loaded machine than wall time
