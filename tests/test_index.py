@@ -237,3 +237,42 @@ def test_codec_encodes_each_subvector_to_its_nearest_codeword():
         np.testing.assert_array_equal(packed[:, j], d.argmin(1))
     want = c.centroids[codes] + c.books[np.arange(8)[None, :], packed].reshape(50, 32)
     np.testing.assert_allclose(c.decode(codes, packed), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_integer_ids_stored_as_an_array_other_ids_as_json(corpus, tmp_path):
+    """Integer ids open as a memory-mapped int64 array (cheap at 10M documents); str/mixed ids as JSON."""
+    from lightcol.index import storage as _storage
+
+    docs, queries = corpus
+    small = docs[:50]
+    ints = Index.build(tmp_path / "i.lci", [10 * i for i in range(50)], iter(small), nbits=2, show_progress=False)
+    strs = Index.build(tmp_path / "s.lci", [f"d{i}" for i in range(50)], iter(small), nbits=2, show_progress=False)
+    mixed = Index.build(tmp_path / "m.lci", [i if i % 2 else f"d{i}" for i in range(50)], iter(small), nbits=2,
+                        show_progress=False)
+    big = Index.build(tmp_path / "b.lci", [2**70 + i for i in range(50)], iter(small), nbits=2, show_progress=False)
+    _, arrays = _storage.open_arrays(ints.path)
+    assert arrays["ids"].dtype == np.int64 and arrays["ids"].tolist() == [10 * i for i in range(50)]
+    for ix in (strs, mixed, big):
+        assert _storage.open_arrays(ix.path)[1]["ids"].dtype == np.uint8  # JSON
+    assert ints.ids == [10 * i for i in range(50)] and big.ids == [2**70 + i for i in range(50)]
+    hits = ints.search(queries[0], k=5)
+    assert [type(d) for d, _ in hits] == [int] * 5
+    assert [d // 10 for d, _ in hits] == [int(d[1:]) for d, _ in strs.search(queries[0], k=5)]
+    assert 490 in ints and 491 not in ints and "d3" not in ints
+    assert [d for d, _ in ints.search(queries[0], k=3, subset=[0, 10, 20])] == sorted(
+        [0, 10, 20], key=lambda d: -dict(ints.search(queries[0], k=50))[d])
+    ints.add([7, 8], iter(docs[50:52]))
+    ints.delete([0])
+    assert len(ints) == 51 and ints.ids[-2:] == [7, 8] and 0 not in ints
+    assert Index.open(ints.path).ids == ints.ids
+    ints.add(["x"], iter(docs[52:53]))  # a str id among ints: the file switches to JSON ids
+    assert _storage.open_arrays(ints.path)[1]["ids"].dtype == np.uint8 and ints.ids[-1] == "x"
+
+
+def test_format_2_file_with_json_ids_still_opens(built, tmp_path):
+    data = bytearray(open(built.path, "rb").read())
+    assert struct.unpack("<I", bytes(data[8:12]))[0] == 3
+    data[8:12] = struct.pack("<I", 2)  # format 2 = format 3 with JSON ids: what this file has (str ids)
+    old = tmp_path / "v2.lci"
+    old.write_bytes(bytes(data))
+    assert Index.open(old).ids == built.ids

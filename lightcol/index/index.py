@@ -98,7 +98,7 @@ class Index:
         self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
                                    int(meta["nbits"]))
         self._lut = self._codec.lut()
-        self._ids: list[Id] = json.loads(arrays["ids"].tobytes().decode("utf-8")) if arrays["ids"].size else []
+        self._ids: Sequence[Id] = _read_ids(arrays["ids"], path)
         self._pos: dict[Id, int] | None = None
 
     # -- properties ------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ class Index:
         if self._full is not None:
             full = np.concatenate([np.asarray(self._full), x.astype(np.float16)])
         self._rewrite(np.concatenate([np.asarray(self._a["codes"]), c]),
-                      np.concatenate([np.asarray(self._a["residuals"]), r]), offsets, self._ids + new_ids, full)
+                      np.concatenate([np.asarray(self._a["residuals"]), r]), offsets, [*self._ids, *new_ids], full)
 
     def delete(self, ids: Iterable[Id]) -> None:
         """Remove documents by id and rewrite the file atomically; an unknown id raises :class:`ArgumentError`."""
@@ -381,7 +381,7 @@ class Index:
         self._rewrite(np.asarray(self._a["codes"])[keep_tok], np.asarray(self._a["residuals"])[keep_tok], offsets,
                       [d for d, k in zip(self._ids, keep_doc.tolist(), strict=True) if k], full)
 
-    def _rewrite(self, codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray, ids: list[Id],
+    def _rewrite(self, codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray, ids: Sequence[Id],
                  full: np.ndarray | None) -> None:
         meta = {k: v for k, v in self.meta.items() if k not in _DERIVED}
         writer = _storage.Writer(self.path)
@@ -399,6 +399,48 @@ class Index:
             raise
         fresh = Index.open(self.path)
         self.__dict__.update(fresh.__dict__)
+
+
+class _IntIds(Sequence[int]):
+    """Integer ids read from the file's int64 array: opening 10M ids costs a memory map, not a list."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def __len__(self) -> int:
+        return int(self._a.shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._a[i].tolist() if isinstance(i, slice) else int(self._a[i])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._a.tolist())
+
+
+def _ids_array(ids: Sequence[Id]) -> np.ndarray:
+    """Ids as stored: int64 when every id is an int that fits (format 3), else UTF-8 JSON bytes."""
+    if all(type(d) is int for d in ids):
+        try:
+            return np.asarray(ids, dtype=np.int64).reshape(-1)
+        except OverflowError:
+            pass
+    return np.frombuffer(json.dumps(list(ids)).encode("utf-8"), dtype=np.uint8)
+
+
+def _read_ids(a: np.ndarray, path: str) -> Sequence[Id]:
+    if a.dtype == np.int64 and a.ndim == 1:
+        return _IntIds(a)
+    try:
+        if a.dtype != np.uint8:
+            raise ValueError(f"ids stored as {a.dtype}")
+        ids = json.loads(a.tobytes().decode("utf-8")) if a.size else []
+        if not isinstance(ids, list):
+            raise ValueError("ids are not a list")
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise IndexFormatError(f"{path} is a corrupted lightcol index (ids unreadable: {e}); rebuild it.") from None
+    return ids
 
 
 _DERIVED = ("format", "dim", "nbits", "n_centroids", "n_docs", "n_tokens", "format_version")
@@ -420,7 +462,7 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     writer.array("ivf_offsets", ivf_offsets)
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
-    writer.array("ids", np.frombuffer(json.dumps(list(ids)).encode("utf-8"), dtype=np.uint8))
+    writer.array("ids", _ids_array(ids))
     full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
                  "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),
                  "n_tokens": int(codes.shape[0])}
