@@ -52,8 +52,11 @@ def fastembed_view(model_dir: Path) -> Path:
     view = BENCH / f"fastembed-view-{model_dir.name}"
     view.mkdir(exist_ok=True)
     for f in ("model.onnx", "tokenizer.json", "config.json"):
-        if not (view / f).exists():
-            (view / f).symlink_to(model_dir / f)
+        link, target = view / f, (model_dir / f).resolve()
+        if link.is_symlink() and Path(os.readlink(link)) != target:
+            link.unlink()  # dangling, or made from another checkout
+        if not link.exists():
+            link.symlink_to(target)
     tok = json.loads((model_dir / "tokenizer_config.json").read_text())
     tok["model_max_length"] = json.loads((model_dir / "lightcol_config.json").read_text())["rules"]["document_length"]
     (view / "tokenizer_config.json").write_text(json.dumps(tok))
