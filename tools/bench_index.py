@@ -116,6 +116,34 @@ def _recall(got: list[list], ref: list[list]) -> float:
     return float(np.mean([len(set(g[:10]) & set(r[:10])) / 10 for g, r in zip(got, ref, strict=True)]))
 
 
+def _diagnose(ix: Index, queries: list[np.ndarray], ref: list[list[int]]) -> None:
+    """Where the exact top 10 is lost: share kept by each candidate stage, and by decoded vectors alone."""
+    from lightcol.index import candidates as cand
+
+    a, n = ix._a, len(ix)  # noqa: SLF001
+    cent = ix._codec.centroids  # noqa: SLF001
+    share = lambda got, r: len(set(np.asarray(got).tolist()) & set(r)) / 10  # noqa: E731
+    rows: dict[str, list[float]] = {"probed lists": [], "default stages -> 512": [], "interaction on all probed -> 512": [],
+                                    "interaction on all probed -> 2048": []}
+    for q, r in zip(queries, ref, strict=True):
+        s = q @ cent.T
+        c, approx = cand.probe(s, a["ivf_docs"], a["ivf_offsets"], n, 8)
+        rows["probed lists"].append(share(c, r))
+        keep, _ = maxsim.top_k(approx, 1024)
+        c2 = c[keep]
+        k2, _ = maxsim.top_k(cand.interact(s, a["codes"], a["offsets"], c2), 512)
+        rows["default stages -> 512"].append(share(c2[k2], r))
+        inter = cand.interact(s, a["codes"], a["offsets"], c)
+        for m in (512, 2048):
+            rows[f"interaction on all probed -> {m}"].append(share(c[maxsim.top_k(inter, m)[0]], r))
+    for name, v in rows.items():
+        print(f"diagnose: share of the exact top 10 in {name}: {np.mean(v):.3f}", flush=True)
+    decoded = ix._vectors(np.arange(n), False)  # noqa: SLF001
+    got = maxsim.rank_many(queries, decoded, 10)[0]
+    print(f"diagnose: recall@10 scoring every document on decoded vectors: "
+          f"{np.mean([share(g, r) for g, r in zip(got, ref, strict=True)]):.3f}", flush=True)
+
+
 def _embed_rate() -> str:
     log = gcide.CACHE.parent / "gcide-embed.log"
     if not log.exists():
@@ -151,6 +179,7 @@ def main() -> None:
     ap.add_argument("--nbits", default="1,2,4")
     ap.add_argument("--latency-queries", type=int, default=30, help="queries timed for the exhaustive rows")
     ap.add_argument("--cisi", action="store_true")
+    ap.add_argument("--diagnose", action="store_true", help="print where the nbits=2 index loses the exact top 10")
     ap.add_argument("--exact", action="store_true", help="add an nbits=2 keep_full index searched with exact=True")
     ap.add_argument("--cisi-only", action="store_true", help="only the CISI nDCG@10 lines")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
@@ -211,6 +240,8 @@ def main() -> None:
         o = min(_run_child("--child", "open", "--path", path)["seconds"] for _ in range(3))
         ix = Index.open(path)
         on_disk = sum(os.path.getsize(f) for f in Path(path).parent.glob(Path(path).name + "*"))
+        if args.diagnose and nbits == 2 and not full:
+            _diagnose(ix, queries, ref)
         variants = [(", exact=True (float16 side file)", {"exact": True})] if full else [("", {}), (", n_rerank=2048", WIDE)]
         for label, kw in variants:
             got = [[d for d, _ in ix.search(q, 10, **kw)] for q in queries]
