@@ -536,8 +536,25 @@ def optimize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     raise ValueError(f"the rewritten graph's vectors differ from the source's (min per-token cosine {worst:.6f})")
 
 
+def optimize_int8_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """:func:`optimize_file`, then lightcol's int8 recipe (:func:`lightcol.quantize.quantize_file`) on the
+    fused graph: the Attention nodes become QAttention, the other MatMuls MatMulInteger."""
+    import tempfile
+
+    from lightcol import quantize
+
+    with tempfile.TemporaryDirectory(prefix=".lightcol-optimize-", dir=Path(dst).parent) as tmp:
+        fused = Path(tmp) / "optimized.onnx"
+        optimize_file(src, fused)
+        quantize.quantize_file(fused, dst, fused=True)
+
+
 def optimized_name(source: Path) -> str:
     return f"{source.stem}_optimized.onnx"
+
+
+def optimized_int8_name(source: Path) -> str:
+    return f"{source.stem}_optimized_int8.onnx"
 
 
 def ensure_optimized(
@@ -552,4 +569,21 @@ def ensure_optimized(
     return _derived.ensure(
         source, "optimized", optimized_name, SETTINGS, optimize_file, require_onnx, command="lightcol optimize",
         cache_dir=cache_dir, beside=beside, lock=lock, force=force,
+    )
+
+
+def ensure_optimized_int8(
+    source: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    beside: bool = True,
+    lock: Path | None = None,
+    force: bool = False,
+) -> Path:
+    """The int8 file made from the optimised graph of float32 ``source`` (``optimize=True, quantized=True``)."""
+    from lightcol import quantize
+
+    return _derived.ensure(
+        source, "optimized-int8", optimized_int8_name, {**SETTINGS, "int8": quantize.SETTINGS}, optimize_int8_file,
+        require_onnx, command="lightcol optimize --int8", cache_dir=cache_dir, beside=beside, lock=lock, force=force,
     )

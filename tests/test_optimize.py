@@ -46,11 +46,22 @@ def test_optimized_once_same_vectors(folder: Path) -> None:
     assert "SkipLayerNormalization" in ops  # ONNX Runtime's fusions applied
 
 
-def test_optimize_with_quantized_refused(folder: Path) -> None:
-    from lightcol import ArgumentError
-
-    with pytest.raises(ArgumentError, match="not supported yet"):
-        LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True, quantized=True)
+def test_optimize_with_quantized_int8_of_the_fused_graph(folder: Path) -> None:
+    opt8 = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True, quantized=True)
+    made = folder / "model_optimized_int8.onnx"
+    assert made.is_file() and _derived.record_path(made).is_file()
+    ops = _ops(made)
+    assert ops.count("QAttention") == 2 and "MatMulInteger" in ops  # attention fused, then quantised
+    mtime = made.stat().st_mtime_ns
+    LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True, quantized=True)
+    assert made.stat().st_mtime_ns == mtime  # made once
+    ref = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False)
+    docs = _cos(list(opt8.embed(TEXTS)), list(ref.embed(TEXTS)))
+    assert docs.min() > 0.99 and docs.mean() > 0.998, (docs.min(), docs.mean())  # test_quantize's int8 tolerance
+    # as close to float32 as the plain int8 file (same recipe, on the unfused graph)
+    plain = _cos(list(LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, quantized=True).embed(TEXTS)),
+                 list(ref.embed(TEXTS)))
+    assert abs(docs.mean() - plain.mean()) < 0.002, (docs.mean(), plain.mean())
 
 
 def test_nan_guards_removed_same_output() -> None:
@@ -82,6 +93,8 @@ def test_nan_guards_removed_same_output() -> None:
 
 
 def test_cli_optimize(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["optimize", str(folder), "--int8"]) == 0
+    assert capsys.readouterr().out.strip() == str(folder / "model_optimized_int8.onnx")
     assert main(["optimize", str(folder)]) == 0
     assert capsys.readouterr().out.strip() == str(folder / "model_optimized.onnx")
     mtime = (folder / "model_optimized.onnx").stat().st_mtime_ns
