@@ -502,28 +502,31 @@ def _fuse(model: Any, attention: bool) -> Any:
             lg.setLevel(level)
 
 
-def rewrite(src: str | os.PathLike[str]) -> Any:
-    """The ONNX model in ``src`` with the rewrites above applied (before ONNX Runtime's fusions)."""
+def rewrite(src: str | os.PathLike[str], structural: bool = True) -> Any:
+    """The ONNX model in ``src`` with the rewrites above applied (before ONNX Runtime's fusions);
+    ``structural=False``: only the NaN guards removed."""
     onnx = require_onnx()
     model = onnx.load(os.fspath(src))
     remove_softmax_nan_guards(model)
-    fold_qk_scales(model)
-    canonical_attention_mask(model)
-    remove_noop_reshapes(model)
+    if structural:
+        fold_qk_scales(model)
+        canonical_attention_mask(model)
+        remove_noop_reshapes(model)
     return model
 
 
 def optimize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Rewrite ONNX file ``src`` into ``dst`` (see the module docstring).
 
-    The rewritten model's vectors are compared with ``src``'s on a probe batch; if the attention
-    fusion changed them (cosine < :data:`MIN_COSINE` for some token) the file is written without it,
-    and if even that differs a :class:`ValueError` is raised (nothing usable to write).
+    The rewritten model's vectors are compared with ``src``'s on a probe batch; if they differ
+    (cosine < :data:`MIN_COSINE` for some token) the file is written again without the attention
+    fusion, then with the NaN guards removed and the other fusions only; if even that differs a
+    :class:`ValueError` is raised (nothing usable to write).
     """
     require_onnx()
     feeds = reference = worst = None
-    for attention in (True, False):
-        model = rewrite(src)
+    for structural, attention in ((True, True), (True, False), (False, False)):
+        model = rewrite(src, structural)
         if feeds is None:
             feeds = _probe_feeds(model)
             reference = _outputs(os.fspath(src), feeds) if feeds is not None else None

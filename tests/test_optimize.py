@@ -179,6 +179,25 @@ def test_attention_fusion_that_changes_vectors_is_dropped(folder: Path, monkeypa
     _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=folder, cuda=False))
 
 
+def test_every_rewrite_that_changes_vectors_is_dropped(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightcol import optimize
+
+    def broken(model) -> int:  # a structural rewrite gone wrong: every score doubled
+        from onnx import helper, numpy_helper
+
+        sm = next(n for n in model.graph.node if n.op_type == "Softmax")
+        model.graph.initializer.append(numpy_helper.from_array(np.array(2.0, np.float32), "two"))
+        model.graph.node.insert(list(model.graph.node).index(sm), helper.make_node("Mul", [sm.input[0], "two"], ["doubled"]))
+        sm.input[0] = "doubled"
+        return 1
+
+    monkeypatch.setattr(optimize, "fold_qk_scales", broken)
+    opt = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True)
+    ops = _ops(folder / "model_optimized.onnx")
+    assert "Attention" not in ops and "SkipLayerNormalization" in ops  # the guards-and-fusions recipe only
+    _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=folder, cuda=False))
+
+
 def _run(model, feeds: dict) -> np.ndarray:
     import onnxruntime as ort
 
