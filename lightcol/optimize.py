@@ -16,7 +16,7 @@ form ONNX Runtime's transformer fusions recognise, then applies them:
 * :func:`remove_noop_reshapes`: Reshapes to the shape their input already has (SDPA's output) go;
 * ONNX Runtime's transformer fusions (``onnxruntime.transformers.optimizer``, model type ``bert``,
   raw 2-D attention mask, head count read from the graph by :func:`heads_and_hidden`): Attention,
-  EmbedLayerNormalization, SkipLayerNormalization, BiasGelu.
+  EmbedLayerNormalization, BiasGelu (not SkipLayerNormalization: slower on the CPU, see :func:`_fuse`).
 
 The result is checked against the source on a probe batch (per-token cosine >= :data:`MIN_COSINE`);
 if the attention fusion changed the vectors the file is written without it. On the MiniLM benchmark
@@ -40,7 +40,7 @@ SETTINGS: dict[str, Any] = {
     "version": 2,
     "nan_guards": "removed",
     "rewrites": "qk scales folded, key-padding mask canonical (probed), no-op reshapes removed",
-    "fusions": "onnxruntime.transformers bert, opt_level 0, raw attention mask, heads from the graph",
+    "fusions": "onnxruntime.transformers bert, opt_level 0, raw attention mask, heads from the graph, no SkipLayerNormalization",
     "verified": "per-token cos >= 0.9999 vs the source on a probe batch, else without attention fusion",
 }
 FEATURE = "graph optimisation (optimize=True or 'lightcol optimize')"
@@ -488,6 +488,10 @@ def _fuse(model: Any, attention: bool) -> Any:
     options = FusionOptions("bert")
     options.use_raw_attention_mask(True)  # any padding pattern, not just trailing
     options.enable_attention = attention
+    # ONNX Runtime 1.32's CPU SkipLayerNormalization (residual Add + bias + LayerNorm in one) measured
+    # about twice as slow as the separate Add and LayerNormalization kernels (tools/profile_ops.py)
+    options.enable_skip_layer_norm = False
+    options.enable_bias_skip_layer_norm = False
     heads, hidden = heads_and_hidden(model) if attention else (0, 0)
     quiet = [logging.getLogger(n) for n in ("onnxruntime.transformers", "fusion", "onnx_model", "")]
     quiet += [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith(("fusion_", "onnx_model"))]
