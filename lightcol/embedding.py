@@ -131,9 +131,9 @@ class LateInteractionTextEmbedding:
             ``model_variant="int8"``. A model without an int8 file gets one made from its float32 file
             on first load (beside it if the folder is writable, else in the cache) and reused: needs
             ``pip install 'lightcol[quantize]'`` (see :mod:`lightcol.quantize`).
-        optimize: load a rewritten copy of the float32 file (attention and layer norms fused into
-            ONNX Runtime's kernels; same vectors), made once like the int8 file: makes ONNX files
-            exported by others (SDPA) at least as fast as ``tools/export_onnx.py``'s (see
+        optimize: load a rewritten copy of the float32 file (the SDPA export's extra work removed,
+            ONNX Runtime's transformer fusions; same vectors), made once like the int8 file: makes
+            ONNX files exported by others (SDPA) as fast as ``tools/export_onnx.py``'s (see
             :mod:`lightcol.optimize`). With ``quantized=True``: int8 made from that rewritten graph
             (the model's own int8 file, if any, is not used). Needs ``lightcol[quantize]``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;

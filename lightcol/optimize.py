@@ -15,12 +15,12 @@ form ONNX Runtime's transformer fusions recognise, then applies them:
   the old subgraph computes exactly that;
 * :func:`remove_noop_reshapes`: Reshapes to the shape their input already has (SDPA's output) go;
 * ONNX Runtime's transformer fusions (``onnxruntime.transformers.optimizer``, model type ``bert``,
-  raw 2-D attention mask, head count read from the graph by :func:`heads_and_hidden`): Attention,
-  EmbedLayerNormalization, BiasGelu (not SkipLayerNormalization: slower on the CPU, see :func:`_fuse`).
+  raw 2-D attention mask, head count read from the graph by :func:`heads_and_hidden`): BiasGelu,
+  with :data:`ATTENTION` also Attention and EmbedLayerNormalization (not SkipLayerNormalization: slower on the CPU, see :func:`_fuse`).
 
 The result is checked against the source on a probe batch (per-token cosine >= :data:`MIN_COSINE`);
-if the attention fusion changed the vectors the file is written without it. On the MiniLM benchmark
-model both exports become the same 81-node graph (6 Attention), faster than either original.
+if a rewrite changed the vectors the file is written without it. The Attention fusion works on both
+MiniLM exports (one 81-node graph) but is off by default (:data:`ATTENTION`: not faster on the CPU).
 
 ``LateInteractionTextEmbedding(..., optimize=True)`` and ``lightcol optimize MODEL|FOLDER`` make
 ``<stem>_optimized.onnx`` once (beside a writable folder, else in the cache, as :mod:`lightcol.quantize`).
@@ -36,8 +36,16 @@ from typing import Any
 
 from lightcol import _derived, _optional
 
+#: Fuse attention into ONNX Runtime's Attention kernel by default? Measured on the MiniLM benchmark model
+#: (2 cores, ONNX Runtime 1.32, tools/profile_ops.py + bench_serverless.py --tables exports): the fused graph
+#: is not faster end to end (0.91-0.93x the own export's docs/s): Attention costs about what it replaces,
+#: and with it ONNX Runtime's session optimiser fuses SkipLayerNormalization, which is ~3x slower than the
+#: Add + LayerNormalization it replaces. Without it the rewritten graph is the fastest (1.02x the own export).
+ATTENTION = False
+
 SETTINGS: dict[str, Any] = {
     "version": 2,
+    "attention_fusion": ATTENTION,
     "nan_guards": "removed",
     "rewrites": "qk scales folded, key-padding mask canonical (probed), no-op reshapes removed",
     "fusions": "onnxruntime.transformers bert, opt_level 0, raw attention mask, heads from the graph, no SkipLayerNormalization",
@@ -519,22 +527,24 @@ def rewrite(src: str | os.PathLike[str], structural: bool = True) -> Any:
     return model
 
 
-def optimize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+def optimize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, attention: bool | None = None) -> None:
     """Rewrite ONNX file ``src`` into ``dst`` (see the module docstring).
 
+    ``attention``: also fuse attention into ONNX Runtime's ``Attention`` kernel (default :data:`ATTENTION`).
     The rewritten model's vectors are compared with ``src``'s on a probe batch; if they differ
     (cosine < :data:`MIN_COSINE` for some token) the file is written again without the attention
     fusion, then with the NaN guards removed and the other fusions only; if even that differs a
     :class:`ValueError` is raised (nothing usable to write).
     """
     require_onnx()
+    attention = ATTENTION if attention is None else attention
     feeds = reference = worst = None
-    for structural, attention in ((True, True), (True, False), (False, False)):
+    for structural, fuse in ((True, True), (True, False), (False, False))[0 if attention else 1:]:
         model = rewrite(src, structural)
         if feeds is None:
             feeds = _probe_feeds(model)
             reference = _outputs(os.fspath(src), feeds) if feeds is not None else None
-        _fuse(model, attention).save_model_to_file(os.fspath(dst))
+        _fuse(model, fuse).save_model_to_file(os.fspath(dst))
         if feeds is None:
             return
         worst = min_token_cosine(reference, _outputs(os.fspath(dst), feeds), feeds)
@@ -545,7 +555,7 @@ def optimize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
 
 def optimize_int8_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """:func:`optimize_file`, then lightcol's int8 recipe (:func:`lightcol.quantize.quantize_file`) on the
-    fused graph: the Attention nodes become QAttention, the other MatMuls MatMulInteger."""
+    fused graph: MatMuls become MatMulInteger (Attention nodes, with :data:`ATTENTION`, QAttention)."""
     import tempfile
 
     from lightcol import quantize

@@ -51,7 +51,7 @@ def test_optimize_with_quantized_int8_of_the_fused_graph(folder: Path) -> None:
     made = folder / "model_optimized_int8.onnx"
     assert made.is_file() and _derived.record_path(made).is_file()
     ops = _ops(made)
-    assert ops.count("QAttention") == 2 and "MatMulInteger" in ops  # attention fused, then quantised
+    assert "MatMulInteger" in ops and "BiasGelu" in ops and "Erf" not in ops  # fused, then quantised
     mtime = made.stat().st_mtime_ns
     LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True, quantized=True)
     assert made.stat().st_mtime_ns == mtime  # made once
@@ -135,14 +135,36 @@ def _same_vectors(a: LateInteractionTextEmbedding, b: LateInteractionTextEmbeddi
     assert docs.min() >= 0.9999 and queries.min() >= 0.9999, (docs.min(), queries.min())
 
 
-def test_own_export_attention_fused(folder: Path) -> None:
+@pytest.fixture
+def fuse_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightcol import optimize
+
+    monkeypatch.setattr(optimize, "ATTENTION", True)  # off by default (not faster on the CPU, see optimize.ATTENTION)
+
+
+def test_own_export_attention_fused(folder: Path, fuse_attention: None) -> None:
     opt = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, optimize=True)
     ops = _ops(folder / "model_optimized.onnx")
     assert ops.count("Attention") == 2 and "Softmax" not in ops  # both layers of the tiny model
     _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=folder, cuda=False))
 
 
-def test_foreign_export_rewritten_and_fused(foreign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_foreign_export_default_rewrite(foreign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTCOL_CACHE_PATH", str(tmp_path / "cache"))
+    d = tmp_path / "model"
+    shutil.copytree(foreign, d)
+    opt = LateInteractionTextEmbedding(specific_model_path=d, cuda=False, optimize=True)
+    ops = _ops(d / "model_optimized.onnx")
+    raw = _ops(foreign / "model.onnx")
+    assert "IsNaN" not in ops and "Attention" not in ops and ops.count("Softmax") == 2
+    assert ops.count("Where") <= raw.count("Where") - 4  # 2 guards and 2 per-layer masks gone, 1 shared mask
+    assert ops.count("Reshape") < raw.count("Reshape") and "BiasGelu" in ops
+    _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=d, cuda=False))
+    _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, cuda=False))
+
+
+def test_foreign_export_rewritten_and_fused(foreign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            fuse_attention: None) -> None:
     import onnx
 
     from lightcol import optimize
@@ -169,7 +191,8 @@ def test_foreign_export_rewritten_and_fused(foreign: Path, tmp_path: Path, monke
     _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, cuda=False))
 
 
-def test_attention_fusion_that_changes_vectors_is_dropped(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attention_fusion_that_changes_vectors_is_dropped(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          fuse_attention: None) -> None:
     from lightcol import optimize
 
     monkeypatch.setattr(optimize, "heads_and_hidden", lambda model: (1, 12))  # wrong head count: wrong vectors
@@ -179,7 +202,8 @@ def test_attention_fusion_that_changes_vectors_is_dropped(folder: Path, monkeypa
     _same_vectors(opt, LateInteractionTextEmbedding(specific_model_path=folder, cuda=False))
 
 
-def test_every_rewrite_that_changes_vectors_is_dropped(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_rewrite_that_changes_vectors_is_dropped(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       fuse_attention: None) -> None:
     from lightcol import optimize
 
     def broken(model) -> int:  # a structural rewrite gone wrong: every score doubled
