@@ -372,9 +372,17 @@ def remove_noop_reshapes(model: Any) -> int:
     graph = model.graph
     if not any(n.op_type == "Reshape" for n in graph.node):
         return 0
-    try:
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False)
-    except Exception:  # noqa: BLE001 - an unknown op or shape: leave the Reshapes
+    try:  # SymbolicShapeInference.infer_shapes without its failure path, which saves the model into the cwd
+        sym = SymbolicShapeInference(2**31 - 1, True, False, 0)  # int_max, auto_merge, guess_output_rank, verbose
+        sym._preprocess(model)
+        complete = False
+        while sym.run_:
+            complete = sym._infer_impl()
+        if not complete:
+            return 0
+        sym._update_output_from_vi()
+        inferred = sym.out_mp_
+    except Exception:  # noqa: BLE001 - an unknown op or shape (or another onnxruntime version): leave the Reshapes
         return 0
     infos = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)}
 
