@@ -132,10 +132,11 @@ class LateInteractionTextEmbedding:
             ``model_variant="int8"``. A model without an int8 file gets one made from its float32 file
             on first load (beside it if the folder is writable, else in the cache) and reused: needs
             ``pip install 'lightcol[quantize]'`` (see :mod:`lightcol.quantize`).
-        optimize: load a rewritten copy of the float32 file (softmax NaN guards removed, ONNX
-            Runtime's transformer fusions; same vectors), made once like the int8 file: makes
-            ONNX files exported by others as fast as ``tools/export_onnx.py``'s (see
-            :mod:`lightcol.optimize`). Needs ``lightcol[quantize]``.
+        optimize: load a rewritten copy of the float32 file (the SDPA export's extra work removed,
+            ONNX Runtime's transformer fusions; same vectors), made once like the int8 file: makes
+            ONNX files exported by others (SDPA) as fast as ``tools/export_onnx.py``'s (see
+            :mod:`lightcol.optimize`). With ``quantized=True``: int8 made from that rewritten graph
+            (the model's own int8 file, if any, is not used). Needs ``lightcol[quantize]``.
         model_variant: load another ONNX file of the model by variant name (``"int8"``, ``"fp16"``;
             the ``variants`` of its ``lightcol_config.json`` / registry entry); ``None``: float32.
         **kwargs: ``onnxruntime.SessionOptions`` attributes as keywords (FastEmbed's
@@ -182,15 +183,13 @@ class LateInteractionTextEmbedding:
         self.model_variant = "int8" if quantized else model_variant
         self.model_name, self.spec, self.model_dir, self._from_cache = self._resolve(model_name, specific_model_path)
         # int8 without an int8 file of the model's own: made from the float32 file on load (lightcol.quantize)
+        # with optimize=True, int8 is always made from the optimised float32 graph (lightcol.optimize)
         self._derive_int8 = self.model_variant == "int8" and (
-            "int8" not in self.spec.variants or not (self.model_dir / self.spec.variants["int8"]).is_file()
+            bool(optimize)
+            or "int8" not in self.spec.variants
+            or not (self.model_dir / self.spec.variants["int8"]).is_file()
         )
         self._model_file = self.spec.model_file if self._derive_int8 else self.spec.variant_file(self.model_variant)
-        if optimize and self.model_variant == "int8":
-            raise ArgumentError(
-                "optimize=True and quantized=True together are not supported yet (ONNX Runtime's quantizer cannot "
-                "read the fused graph); use one of them."
-            )
         if optimize and self._model_file != self.spec.model_file:
             raise ArgumentError(
                 f"optimize=True rewrites the float32 model file; the model's own {self.model_variant!r} file "
@@ -290,7 +289,9 @@ class LateInteractionTextEmbedding:
 
             lock = download.lock_path(self.spec, self._cache_dir)
         where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock, "force": force}
-        if self._optimize:  # the constructor refuses optimize with int8: one derived file, never both
+        if self._optimize and self._derive_int8:
+            return optimize.ensure_optimized_int8(path, **where)
+        if self._optimize:
             return optimize.ensure_optimized(path, **where)
         return quantize.ensure_int8(path, **where)
 

@@ -40,8 +40,12 @@ def require_onnx() -> Any:
 
 
 def quantize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, per_channel: bool = True,
-                  reduce_range: bool = True) -> None:
-    """Dynamic int8 quantisation of ONNX file ``src`` into ``dst`` (written directly; see :func:`ensure_int8`)."""
+                  reduce_range: bool = True, fused: bool = False) -> None:
+    """Dynamic int8 quantisation of ONNX file ``src`` into ``dst`` (written directly; see :func:`ensure_int8`).
+
+    ``fused``: ``src`` holds ONNX Runtime's fused contrib ops (:mod:`lightcol.optimize`), whose outputs
+    the quantizer's shape inference cannot type; they are taken as float32.
+    """
     require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -56,7 +60,7 @@ def quantize_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, p
             per_channel=per_channel,
             reduce_range=reduce_range,
             op_types_to_quantize=list(SETTINGS["op_types_to_quantize"]),
-            extra_options=dict(SETTINGS["extra_options"]),
+            extra_options={**SETTINGS["extra_options"], **({"DefaultTensorType": 1} if fused else {})},  # 1: FLOAT
         )
     finally:
         root.setLevel(level)

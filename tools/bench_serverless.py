@@ -14,7 +14,10 @@ export"). FastEmbed runs in ``.venv-fastembed`` on a view of the same files (doc
   (``LIGHTCOL_GRAPH_CACHE=0``: every start optimises again).
 * query: single-query p50/p99 (each CISI query alone) on an idle machine.
 * load: docs/s and query p50 while one busy process per core competes for the CPU.
-* export: docs/s of the foreign export vs the lightcol export (and FastEmbed on each).
+* export: docs/s of the foreign export vs the lightcol export (and FastEmbed on each), from the query table.
+* exports (not in the default list): lightcol's docs/s on both exports, each with and without
+  ``optimize=True``, float32 and int8, best of ``--rounds`` interleaved rounds (the optimised files are made in a
+  temporary folder of links, not in ``.bench``).
 * int8: docs/s of int8 made by ``quantized=True`` from a float32-only folder vs float32.
 * quality: CISI nDCG@10 and overlap@10 of that int8 vs float32 (all 1,460 abstracts).
 """
@@ -101,7 +104,7 @@ def _load(system: str, folder: Path, spin: str = "default"):
     from lightcol import LateInteractionTextEmbedding
 
     m = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, session_options=SPIN[spin],
-                                     quantized=system == "lightcol-int8", optimize=system == "lightcol-optimize")
+                                     quantized=system.endswith("int8"), optimize=system.startswith("lightcol-optimize"))
     return (lambda d: sum(1 for _ in m.embed(d))), (lambda q: next(m.query_embed(q)))
 
 
@@ -280,12 +283,66 @@ def table_export(args: argparse.Namespace) -> None:
             print(f"{name + ' / ' + label:<40}{dps:>9.1f}{dps / own:>18.2f}x")
 
 
+def _linked_copy(folder: Path, dest: Path) -> Path:
+    """``dest`` holding symlinks to ``folder``'s files (no derived ones): optimize=True writes its file there, not into .bench."""
+    dest.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.is_file() and not f.name.endswith(".lightcol.json") and "_optimized" not in f.name and f.name != "model_int8.onnx":
+            (dest / f.name).symlink_to(f.resolve())
+    return dest
+
+
+def table_exports(args: argparse.Namespace) -> None:
+    """docs/s of lightcol on both exports, each with and without optimize=True (float32 and int8),
+    best of interleaved rounds."""
+    tmp = Path(tempfile.mkdtemp(prefix="lightcol-exports-"))
+    sys.path.insert(0, str(ROOT))
+    from lightcol import LateInteractionTextEmbedding
+
+    rows = []
+    for label, folder in (("lightcol", OWN), ("foreign", FOREIGN)):
+        if not folder.is_dir():
+            print(f"missing {folder}")
+            continue
+        view = _linked_copy(folder, tmp / label)
+        made = {}
+        for system in ("lightcol-optimize", "lightcol-int8", "lightcol-optimize-int8"):
+            t = time.perf_counter()  # derived files made once, outside the timing
+            LateInteractionTextEmbedding(specific_model_path=view, cuda=False, optimize="optimize" in system,
+                                         quantized=system.endswith("int8"))
+            made[system] = time.perf_counter() - t
+        rows += [(label, s, view, made.get(s)) for s in
+                 ("lightcol", "lightcol-optimize", "lightcol-int8", "lightcol-optimize-int8")]
+    best: dict[tuple[str, str], dict[str, float]] = {}
+    for _ in range(args.rounds):
+        for label, system, view, _ in rows:
+            r = run_measure(system, view, args)
+            if (label, system) not in best or r["docs_s"] > best[label, system]["docs_s"]:
+                best[label, system] = r
+    own = best[("lightcol", "lightcol")]["docs_s"]
+    own8 = best[("lightcol", "lightcol-int8")]["docs_s"]
+    print(f"\nforeign export (torch.onnx.export defaults) vs lightcol export, same weights: lightcol docs/s, "
+          f"{args.docs} CISI abstracts, best of {args.rounds} interleaved rounds (each best of {args.repeat}); "
+          f"int8 = quantized=True made from the float32 file (optimize: from the optimised graph)")
+    print(f"{'export':<10}{'weights':<9}{'optimize':<16}{'docs/s':>9}{'q p50 ms':>10}{'vs lightcol export float32':>28}"
+          f"{'vs lightcol export int8':>25}")
+    for label, system, _, made in rows:
+        r = best[label, system]
+        opt = f"True ({made:.1f} s)" if "optimize" in system else "False"
+        int8 = system.endswith("int8")
+        vs8 = f"{r['docs_s'] / own8:>24.2f}x" if int8 else ""
+        print(f"{label:<10}{'int8' if int8 else 'float32':<9}{opt:<16}{r['docs_s']:>9.1f}{r['p50_ms']:>10.2f}"
+              f"{r['docs_s'] / own:>27.2f}x{vs8}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=200)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--cold", type=int, default=5)
     p.add_argument("--tables", default="cold,query,load,export,int8,quality")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the exports table")
     p.add_argument("--worker")
     p.add_argument("--folder", type=Path)
     p.add_argument("--spin", default="default", choices=sorted(SPIN))
@@ -304,6 +361,8 @@ def main() -> int:
         table_query(args, load=True)
     if "export" in tables:
         table_export(args)
+    if "exports" in tables:
+        table_exports(args)
     if "int8" in tables:
         table_int8(args)
     return 0

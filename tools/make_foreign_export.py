@@ -23,44 +23,50 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 
+def make(ckpt: Path, ref: Path, out: Path) -> Path:
+    """Write the foreign export of checkpoint ``ckpt`` into ``out`` (tokenizer and config from lightcol's export ``ref``)."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    import export_onnx
+
+    encoder, tok, heads, rules, _ = export_onnx.load_checkpoint(ckpt)
+    config = AutoConfig.from_pretrained(str(ckpt))
+    sdpa = AutoModel.from_config(config)  # transformers' default attention implementation
+    sdpa.load_state_dict(encoder.state_dict())
+    module = export_onnx.build_module(sdpa, heads)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ref.iterdir():
+        if f.name not in ("model.onnx", "model_int8.onnx") and f.is_file() and not f.name.endswith(".lightcol.json") \
+                and "_optimized" not in f.name:
+            shutil.copyfile(f, out / f.name)
+    cfg = out / "lightcol_config.json"
+    entry = json.loads(cfg.read_text())
+    entry.pop("variants", None)
+    entry["provenance"] = {"exported_from": str(ckpt.name), "tool": "torch.onnx.export defaults (dynamo=False, SDPA)"}
+    cfg.write_text(json.dumps(entry, indent=2))
+    ids = torch.tensor([[101, 1, 2000, 2001, 102]] * 2, dtype=torch.long)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (ids, torch.ones_like(ids)), str(out / "model.onnx"),
+            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                          "last_hidden_state": {0: "batch", 1: "sequence"}},
+            dynamo=False,
+        )
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, default=ROOT / ".bench" / "minilm-colbert")
     p.add_argument("--ref", type=Path, default=ROOT / ".bench" / "minilm-colbert-onnx")
     p.add_argument("--out", type=Path, default=ROOT / ".bench" / "minilm-colbert-foreign")
     args = p.parse_args()
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    import export_onnx
-
-    encoder, tok, heads, rules, _ = export_onnx.load_checkpoint(args.ckpt)
-    config = AutoConfig.from_pretrained(str(args.ckpt))
-    sdpa = AutoModel.from_config(config)  # transformers' default attention implementation
-    sdpa.load_state_dict(encoder.state_dict())
-    module = export_onnx.build_module(sdpa, heads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for f in args.ref.iterdir():
-        if f.name not in ("model.onnx", "model_int8.onnx") and f.is_file() and not f.name.endswith(".lightcol.json"):
-            shutil.copyfile(f, args.out / f.name)
-    cfg = (args.out / "lightcol_config.json")
-    import json
-
-    entry = json.loads(cfg.read_text())
-    entry.pop("variants", None)
-    entry["provenance"] = {"exported_from": str(args.ckpt.name), "tool": "torch.onnx.export defaults (dynamo=False, SDPA)"}
-    cfg.write_text(json.dumps(entry, indent=2))
-    ids = torch.tensor([[101, 1, 2000, 2001, 102]] * 2, dtype=torch.long)
-    warnings.filterwarnings("ignore")
-    with torch.no_grad():
-        torch.onnx.export(
-            module, (ids, torch.ones_like(ids)), str(args.out / "model.onnx"),
-            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          "last_hidden_state": {0: "batch", 1: "sequence"}},
-            dynamo=False,
-        )
-    print(args.out)
+    print(make(args.ckpt, args.ref, args.out))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``lightcol optimize MODEL|FOLDER [--cache-dir DIR] [--force]``."""
+"""``lightcol optimize MODEL|FOLDER [--int8] [--cache-dir DIR] [--force]``."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ def register(sub: Any) -> None:
         "optimize",
         help="rewrite a model's float32 ONNX file for speed (what optimize=True loads)",
         description=(
-            "Rewrite MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file: remove the "
-            "softmax NaN guards of SDPA exports and apply ONNX Runtime's transformer fusions (same vectors), and "
-            "print the file. Written beside a writable FOLDER's model, else into the cache, and reused by "
-            "LateInteractionTextEmbedding(..., optimize=True). Needs: pip install 'lightcol[quantize]'."
+            "Rewrite MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file into the form "
+            "ONNX Runtime fuses (attention, layer norms; same vectors), and print the file. Written beside a "
+            "writable FOLDER's model, else into the cache, and reused by LateInteractionTextEmbedding(..., "
+            "optimize=True) (with --int8: quantized=True as well). Needs: pip install 'lightcol[quantize]'."
         ),
     )
     o.add_argument("model", metavar="MODEL|FOLDER", help="a name from 'lightcol models', or a model folder")
     o.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $LIGHTCOL_CACHE_PATH or ~/.cache/lightcol)")
+    o.add_argument("--int8", action="store_true", help="also quantise the rewritten graph to int8 (optimize=True, quantized=True)")
     o.add_argument("--force", action="store_true", help="rewrite again even if an up-to-date file exists")
     o.add_argument("--token", metavar="T", help="Hugging Face token for private/gated repos (default: $HF_TOKEN)")
     o.set_defaults(run=run)
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     from lightcol.cli.quantize import derive
 
     optimize.require_onnx()
-    print(derive(args, optimize.ensure_optimized))
+    print(derive(args, optimize.ensure_optimized_int8 if args.int8 else optimize.ensure_optimized))
     return 0
