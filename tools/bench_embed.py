@@ -270,7 +270,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--worker")
     p.add_argument("--quality", action="store_true", help="CISI nDCG@10 float32 vs int8 and overlap@10 instead")
-    p.add_argument("--serverless", nargs="?", const="cold,query,load,export,int8,quality", metavar="TABLES",
+    p.add_argument("--serverless", nargs="?", const="cold,query,load,export,exports,int8,quality", metavar="TABLES",
                    help="run tools/bench_serverless.py with these tables (default: all) instead")
     p.add_argument("--systems", default="lightcol:float32,lightcol:int8,lightcol:float32:2,lightcol:int8:2,fastembed,fastembed-512,colbert-ai")
     args = p.parse_args()

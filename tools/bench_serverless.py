@@ -2,7 +2,7 @@
 """Serverless benchmark: cold start, single-query latency (idle and under load), foreign exports, int8.
 
     python tools/make_bench_model.py && python tools/make_foreign_export.py   # once
-    python tools/bench_serverless.py [--cold 5] [--docs 200] [--tables cold,query,load,export,int8,quality]
+    python tools/bench_serverless.py [--cold 5] [--docs 200] [--tables cold,query,load,export,exports,int8,quality]
 
 Models: ``.bench/minilm-colbert-onnx`` (exported by ``tools/export_onnx.py``: "lightcol export") and
 ``.bench/minilm-colbert-foreign`` (the same weights through ``torch.onnx.export`` defaults: "foreign
@@ -341,7 +341,7 @@ def main() -> int:
     p.add_argument("--docs", type=int, default=200)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--cold", type=int, default=5)
-    p.add_argument("--tables", default="cold,query,load,export,int8,quality")
+    p.add_argument("--tables", default="cold,query,load,export,exports,int8,quality")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the exports table")
     p.add_argument("--worker")
     p.add_argument("--folder", type=Path)
