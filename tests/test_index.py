@@ -276,3 +276,21 @@ def test_format_2_file_with_json_ids_still_opens(built, tmp_path):
     old = tmp_path / "v2.lci"
     old.write_bytes(bytes(data))
     assert Index.open(old).ids == built.ids
+
+
+def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
+    """Small indexes decode a tenth of their documents (at least 64), large ones at most 512."""
+    from lightcol.index.index import default_budget
+
+    assert default_budget(100) == (128, 64)
+    assert default_budget(1_460) == (292, 146)
+    assert default_budget(5_120) == (1024, 512)
+    assert default_budget(10_000_000) == (1024, 512)
+    decoded: list[int] = []
+    real = Index._vectors
+    monkeypatch.setattr(Index, "_vectors", lambda self, docs, exact: decoded.append(len(docs)) or real(self, docs, exact))
+    _, queries = corpus
+    built.search(queries[0], k=10)  # 400 documents: 64 reranked
+    built.search(queries[0], k=10, n_rerank=200)  # explicit knobs win
+    built.search(queries[0], k=100)  # never fewer than k
+    assert decoded == [64, 200, 100]
