@@ -155,21 +155,139 @@ def _embed_rate() -> str:
     return f"{docs / secs:.0f} docs/s ({docs} passages in {secs} s)" if secs else "n/a"
 
 
-def _cisi(nbits_list: list[int], workdir: str) -> list[str]:
-    from cisi import embedded, ndcg_at
+def _child_open_cisi(args: argparse.Namespace) -> None:
+    """Fresh process: load the model (2 threads), then open the index file or the saved collection."""
+    from lightcol import LateInteractionTextEmbedding
 
+    t = time.perf_counter()
+    LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=2, cuda=False)
+    model_s = time.perf_counter() - t
+    t = time.perf_counter()
+    if args.path.endswith(".npz"):
+        n = len(MultiVectorCollection.load(args.path))
+    else:
+        n = len(Index.open(args.path))
+    print(json.dumps({"model_s": model_s, "seconds": time.perf_counter() - t, "n": n}))
+
+
+def _text_latency(models: dict, search, texts: list[str]) -> dict[int, tuple[float, float]]:
+    """p50/p99 ms of embedding one query text and searching with it, one query at a time, 1 and 2 threads."""
+    from threadpoolctl import threadpool_limits
+
+    out = {}
+    for threads, model in models.items():
+        with threadpool_limits(limits=threads):
+            search(next(model.query_embed([texts[0]])))
+            ms = []
+            for text in texts:
+                t = time.perf_counter()
+                search(next(model.query_embed([text])))
+                ms.append((time.perf_counter() - t) * 1000)
+        out[threads] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+    return out
+
+
+def _plaid(workdir: str, nbits: str, corpus: str = "cisi") -> dict:
+    """colbert-ai's PLAID rows: ``tools/bench_plaid.py`` run in the colbert-ai environment."""
+    py = os.environ.get("LIGHTCOL_COLBERT_PYTHON", str(ROOT / ".venv-colbert" / "bin" / "python"))
+    if not os.path.isfile(py):
+        raise SystemExit(f"--plaid needs colbert-ai's environment: {py} not found (tools/setup_dev.sh builds "
+                         ".venv-colbert; or set LIGHTCOL_COLBERT_PYTHON)")
+    out = os.path.join(workdir, f"plaid-{corpus.replace(':', '-')}.json")
+    subprocess.run([py, str(ROOT / "tools" / "bench_plaid.py"), "run", "--corpus", corpus, "--nbits", nbits,
+                    "--checkpoint", str(ROOT / ".bench" / "minilm-colbert"), "--workdir", os.path.join(workdir, "plaid"),
+                    "--out", out], check=True, stdout=subprocess.DEVNULL)
+    return json.loads(Path(out).read_text())
+
+
+def _cisi(nbits_list: list[int], workdir: str, plaid_nbits: str | None = None) -> list[str]:
+    """The CISI table: exhaustive MaxSim, lightcol.Index at ``nbits_list`` and (``plaid_nbits``) colbert-ai's PLAID."""
+    from cisi import embedded, load_cisi, ndcg_at
+
+    from lightcol import LateInteractionTextEmbedding
+
+    docs, queries, _ = load_cisi()
     ids, dv, qids, qv, qrels, _ = embedded(gcide.MODEL, cache=gcide.CACHE.parent / "cisi-minilm.npz")
-    packed = maxsim.pack(dv, dtype="float32")
+    texts = [queries[q] for q in qids]
+    n_vec = sum(map(len, dv))
     rel = [qrels.get(q, set()) for q in qids]
-    ref = [[ids[i] for i in maxsim.rank(q, packed, 10)[0]] for q in qv]
-    lines = [f"CISI ({len(ids)} abstracts, {sum(map(len, dv))} vectors, {len(qids)} queries): "
-             f"exhaustive nDCG@10 {ndcg_at(ref, rel):.4f}"]
+    ref = [[ids[i] for i in maxsim.rank(q, maxsim.pack(dv, dtype="float32"), 10)[0]] for q in qv]
+    lines = [(f"CISI: {len(ids)} abstracts, {n_vec} vectors (dim {dv[0].shape[1]}), {len(qids)} queries "
+              f"({sum(map(bool, rel))} judged); model {gcide.MODEL.name}")]
+    models = {t: LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=t, cuda=False) for t in (1, 2)}
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2):  # lightcol's embedding time in this run (2 threads), checked against the cache
+        t = time.perf_counter()
+        fresh = list(models[2].embed(list(docs.values()), batch_size=32))
+        embed_s = time.perf_counter() - t
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fresh, dv, strict=True))
+    lines.append(f"lightcol embeds the abstracts in {embed_s:.1f} s (2 threads); max |diff| vs the cached vectors {diff:.1e}")
+    del fresh
+    rows = []  # name, ndcg, recall, bytes/vector, latency, build s (embed+index), index build s, open s, model load s
+
+    def opened(path: str) -> dict:
+        return min((_run_child("--child", "open-cisi", "--path", path) for _ in range(3)), key=lambda r: r["seconds"])
+
+    for dt in ("float32", "float16"):
+        t = time.perf_counter()
+        col = MultiVectorCollection(dtype=dt)
+        col.add(ids, dv)
+        build_s = time.perf_counter() - t
+        path = os.path.join(workdir, f"cisi-{dt}.npz")
+        col.save(path)
+        got = [[d for d, _ in col.search(q, 10)] for q in qv]
+        o = opened(path)
+        rows.append((f"exhaustive MaxSim (MultiVectorCollection {dt})", ndcg_at(got, rel), _recall(got, ref),
+                     os.path.getsize(path) / n_vec, _text_latency(models, lambda q: col.search(q, 10), texts),  # noqa: B023
+                     embed_s + build_s, build_s, o["seconds"], o["model_s"]))
+        print(rows[-1], flush=True)
     for nbits in nbits_list:
-        ix = Index.build(os.path.join(workdir, f"cisi{nbits}.lci"), ids, dv, nbits=nbits, show_progress=False)
+        path = os.path.join(workdir, f"cisi{nbits}.lci")
+        t = time.perf_counter()
+        ix = Index.build(path, ids, dv, nbits=nbits, show_progress=False)
+        build_s = time.perf_counter() - t
         got = [[d for d, _ in ix.search(q, 10)] for q in qv]
-        lines.append(f"  index nbits={nbits}: nDCG@10 {ndcg_at(got, rel):.4f}  recall@10 vs exhaustive {_recall(got, ref):.3f}"
-                     f"  {os.path.getsize(ix.path) / ix.n_tokens:.1f} B/vector")
+        o = opened(path)
+        rows.append((f"lightcol Index nbits={nbits}", ndcg_at(got, rel), _recall(got, ref), os.path.getsize(path) / ix.n_tokens,
+                     _text_latency(models, lambda q: ix.search(q, 10), texts),  # noqa: B023
+                     embed_s + build_s, build_s, o["seconds"], o["model_s"]))
+        print(rows[-1], flush=True)
+    if plaid_nbits:
+        res = _plaid(workdir, plaid_nbits)
+        z = np.load(res["vectors"]["file"])
+        n = res["vectors"]["n"]
+        dcos = [_cos(z[f"doc_{i}"], dv[i]) for i in range(n)]
+        qcos = [_cos(z[f"query_{i}"], qv[i]) for i in range(n)]
+        lines.append(f"colbert-ai's encoder vs lightcol's on the first {n} abstracts / queries: min cosine per token "
+                     f"{min(dcos):.6f} / {min(qcos):.6f}")
+        for nbits in plaid_nbits.split(","):
+            r = res[nbits]
+            got = [r["ranked"][str(q)] for q in qids]
+            knobs = ", ".join(f"{k} {v}" for k, v in r["knobs"].items())
+            so = r["search_only_ms"]
+            lines.append(f"PLAID nbits={nbits}: {r['n_vectors']} vectors, {r['n_centroids']} centroids; search knobs {knobs}; "
+                         f"encoder time inside the build {r['encode_s']:.1f} s; search alone (query already encoded) "
+                         f"p50 / p99 {so['1'][0]:.1f} / {so['1'][1]:.1f} ms (1 thread), {so['2'][0]:.1f} / {so['2'][1]:.1f} ms (2 threads)")
+            rows.append((f"colbert-ai PLAID nbits={nbits}", ndcg_at(got, rel), _recall(got, ref), r["bytes"] / r["n_vectors"],
+                         {int(k): v for k, v in r["latency_ms"].items()}, r["build_s"], r["index_only_s"],
+                         r["index_open_s"], r["open_s"] - r["index_open_s"]))
+            print(rows[-1], flush=True)
+    lines += ["", ("| CISI | nDCG@10 | recall@10 vs exhaustive | bytes/vector | p50 / p99 ms, 1 thread | "
+                   "p50 / p99 ms, 2 threads | build s (embed + index) | index build alone s | open s (index) | model load s |"),
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, nd, rec, bpv, lat, b, bi, o, m in rows:
+        lines.append(f"| {name} | {nd:.4f} | {rec:.3f} | {bpv:.1f} | {lat[1][0]:.1f} / {lat[1][1]:.1f} | "
+                     f"{lat[2][0]:.1f} / {lat[2][1]:.1f} | {b:.1f} | {bi:.2f} | {o:.3f} | {m:.2f} |")
     return lines
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest per-token cosine between two (tokens, dim) arrays of the same shape (-1 if shapes differ)."""
+    if a.shape != b.shape:
+        return -1.0
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
 def main() -> None:
@@ -181,9 +299,11 @@ def main() -> None:
     ap.add_argument("--cisi", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="print where the nbits=2 index loses the exact top 10")
     ap.add_argument("--exact", action="store_true", help="add an nbits=2 keep_full index searched with exact=True")
-    ap.add_argument("--cisi-only", action="store_true", help="only the CISI nDCG@10 lines")
+    ap.add_argument("--cisi-only", action="store_true", help="only the CISI table")
+    ap.add_argument("--plaid", nargs="?", const="2,4", default=None, metavar="NBITS",
+                    help="add colbert-ai's PLAID (default nbits 2,4) to the CISI table; needs .venv-colbert")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
-    ap.add_argument("--child", choices=["build", "open"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["build", "open", "open-cisi"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--keep-full", dest="keep_full", action="store_true", help=argparse.SUPPRESS)
@@ -193,11 +313,13 @@ def main() -> None:
         return _child_build(args)
     if args.child == "open":
         return _child_open(args)
+    if args.child == "open-cisi":
+        return _child_open_cisi(args)
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_index_")
     os.makedirs(workdir, exist_ok=True)
     if args.cisi_only:
-        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
+        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir, args.plaid)))
         return
     queries = _query_vectors(args.n, args.queries, "describe")
     meaning = _query_vectors(args.n, args.queries, "meaning")
@@ -251,6 +373,24 @@ def main() -> None:
             rows.append((f"Index nbits={nbits}{label}", _recall(got, ref), _recall(got_m, ref_m), l1, l2,
                          on_disk / ix.n_tokens, b["seconds"], b["rss_mb"], o))
             print(rows[-1], f"K={b['n_centroids']}", flush=True)
+    if args.plaid:
+        res = _plaid(workdir, args.plaid, f"gcide:{args.n}:{args.queries}")
+        z = np.load(res["vectors"]["file"])
+        dcos = [_cos(z[f"doc_{i}"], vectors[offsets[i] : offsets[i + 1]]) for i in range(res["vectors"]["n"])]
+        qcos = [_cos(z[f"query_{i}"], queries[i]) for i in range(res["vectors"]["n"])]
+        print(f"colbert-ai's encoder vs lightcol's cached float16 vectors, first {len(dcos)} passages / queries: "
+              f"min cosine per token {min(dcos):.6f} / {min(qcos):.6f}")
+        for nbits in args.plaid.split(","):
+            r = res[nbits]
+            got = [r["ranked"][str(i)] for i in range(len(queries))]
+            lat = {int(k): v for k, v in r["latency_ms"].items()}
+            print(f"PLAID nbits={nbits}: {r['n_vectors']} vectors, {r['n_centroids']} centroids; build {r['build_s']:.0f} s "
+                  f"of which encoding {r['encode_s']:.0f} s; with the query's encoding p50 / p99 {lat[1][0]:.1f} / {lat[1][1]:.1f} ms "
+                  f"(1 thread), {lat[2][0]:.1f} / {lat[2][1]:.1f} ms (2 threads); open with the model {r['open_s']:.2f} s", flush=True)
+            so = {int(k): tuple(v) for k, v in r["search_only_ms"].items()}
+            rows.append((f"colbert-ai PLAID nbits={nbits}", _recall(got, ref), None, so[1], so[2], r["bytes"] / r["n_vectors"],
+                         r["index_only_s"], None, r["index_open_s"]))
+            print(rows[-1], flush=True)
     print()
     print(f"| {args.n:,} gcide passages, {n_tok:,} vectors | recall@10 vs exact (describe) | recall@10 (meaning) | "
           "p50 / p99 ms (1 thread) | p50 / p99 ms (2 threads) | speed-up vs exact (p50, 1 thr) | bytes/vector | "
@@ -258,11 +398,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rec, rec_m, l1, l2, bpv, bs, rss, o in rows:
         f = lambda x, fmt: "-" if x is None else fmt.format(x)  # noqa: E731
-        print(f"| {name} | {rec:.3f} | {rec_m:.3f} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | "
+        print(f"| {name} | {rec:.3f} | {f(rec_m, '{:.3f}')} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | "
               f"{exact_p50 / l1[0]:.1f}x | {bpv:.1f} | {f(bs, '{:.0f}')} | {f(rss, '{:.0f}')} | {f(o, '{:.3f}')} |")
     if args.cisi:
         print()
-        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir)))
+        print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir, args.plaid)))
 
 
 if __name__ == "__main__":
