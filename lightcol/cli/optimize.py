@@ -11,8 +11,9 @@ def register(sub: Any) -> None:
         "optimize",
         help="rewrite a model's float32 ONNX file for speed (what optimize=True loads)",
         description=(
-            "Rewrite MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file into the form "
-            "ONNX Runtime fuses (attention, layer norms; same vectors), and print the file. Written beside a "
+            "Rewrite MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file for speed (an "
+            "SDPA export's per-layer attention masks and softmax NaN guards removed, QK scales folded, GELU fused; "
+            "same vectors, checked), and print the file. Written beside a "
             "writable FOLDER's model, else into the cache, and reused by LateInteractionTextEmbedding(..., "
             "optimize=True) (with --int8: quantized=True as well). Needs: pip install 'lightcol[quantize]'."
         ),
