@@ -50,19 +50,25 @@ def record_path(path: Path) -> Path:
     return path.with_name(path.name + RECORD_SUFFIX)
 
 
-def is_valid(path: Path, key: str) -> bool:
-    """``path`` exists and its record says it was made for ``key`` and it has not changed since."""
+def valid_record(path: Path, key: str) -> dict[str, Any] | None:
+    """``path``'s record if it says ``path`` was made for ``key`` and has not changed since, else ``None``."""
     try:
         record = json.loads(record_path(path).read_text(encoding="utf-8"))
         st = os.stat(path)
     except (OSError, ValueError):
-        return False
-    return (
+        return None
+    ok = (
         isinstance(record, dict)
         and record.get("key") == key
         and record.get("size") == st.st_size
         and record.get("mtime") == int(st.st_mtime)
     )
+    return record if ok else None
+
+
+def is_valid(path: Path, key: str) -> bool:
+    """``path`` exists and its record says it was made for ``key`` and it has not changed since."""
+    return valid_record(path, key) is not None
 
 
 def discard(path: Path) -> None:

@@ -19,7 +19,6 @@ used entries are kept; older ones are deleted when a new one is written.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -132,7 +131,8 @@ def open_session(
         entry, key = entry_for(model_path, providers, options, cache_dir)
     except OSError:
         return open_plain(model_path, make_options())
-    if _derived.is_valid(entry, key) and _weights_valid(entry):
+    record = _derived.valid_record(entry, key)
+    if record is not None and _weights_valid(entry, record):
         opts = make_options()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done already
         try:
@@ -170,19 +170,12 @@ def open_session(
             tmp.unlink()
         except OSError:
             pass
-        if not _derived.is_valid(entry, key) or _read_record(entry).get("weights") != data.name:
+        record = _derived.valid_record(entry, key)
+        if record is None or record.get("weights") != data.name:
             try:
                 data.unlink()  # this build's weights, not recorded (the build failed or another won)
             except OSError:
                 pass
-
-
-def _read_record(entry: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(_derived.record_path(entry).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
 
 
 def _weights_info(data: Path) -> dict[str, Any]:
@@ -194,9 +187,8 @@ def _weights_info(data: Path) -> dict[str, Any]:
     return {"weights": data.name, "weights_size": st.st_size, "weights_mtime": int(st.st_mtime)}
 
 
-def _weights_valid(entry: Path) -> bool:
-    """The weights file the record names is there, with the recorded size and mtime."""
-    record = _read_record(entry)
+def _weights_valid(entry: Path, record: dict[str, Any]) -> bool:
+    """The weights file ``entry``'s record names is there, with the recorded size and mtime."""
     if "weights" not in record:
         return False
     name = record["weights"]
