@@ -127,12 +127,9 @@ def _diagnose(ix: Index, queries: list[np.ndarray], ref: list[list[int]]) -> Non
                                     "interaction on all probed -> 2048": []}
     for q, r in zip(queries, ref, strict=True):
         s = q @ cent.T
-        c, approx = cand.probe(s, a["ivf_docs"], a["ivf_offsets"], n, 8)
+        c, _ = cand.probe(s, a["ivf_docs"], a["ivf_offsets"], n, 8)
         rows["probed lists"].append(share(c, r))
-        keep, _ = maxsim.top_k(approx, 1024)
-        c2 = c[keep]
-        k2, _ = maxsim.top_k(cand.interact(s, a["codes"], a["offsets"], c2), 512)
-        rows["default stages -> 512"].append(share(c2[k2], r))
+        rows["default stages -> 512"].append(share(ix._candidates(q, None, 8, 1024, 512), r))  # noqa: SLF001
         inter = cand.interact(s, a["codes"], a["offsets"], c)
         for m in (512, 2048):
             rows[f"interaction on all probed -> {m}"].append(share(c[maxsim.top_k(inter, m)[0]], r))

@@ -335,19 +335,24 @@ class Index:
         if n_allowed <= n_rerank:
             docs = np.arange(n) if allowed is None else np.flatnonzero(allowed)
         else:
-            s = q @ self._codec.centroids.T
-            cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], n, nprobe, allowed)
-            if cand.shape[0] > n_interact:
-                keep, _ = maxsim.top_k(approx, n_interact)
-                cand = np.sort(cand[keep])
-            if cand.shape[0] > n_rerank:
-                keep, _ = maxsim.top_k(_cand.interact(s, self._a["codes"], self._a["offsets"], cand), n_rerank)
-                cand = np.sort(cand[keep])
-            docs = cand
+            docs = self._candidates(q, allowed, nprobe, n_interact, n_rerank)
         scores = maxsim.score(q, self._vectors(docs, exact))
         top, vals = maxsim.top_k(scores, k)
         ids = self._ids
         return [(ids[int(docs[i])], float(v)) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
+
+    def _candidates(self, q: np.ndarray, allowed: np.ndarray | None, nprobe: int, n_interact: int,
+                    n_rerank: int) -> np.ndarray:
+        """Sorted positions of the documents to rerank: stage 1 (probe) then 2 (centroid interaction)."""
+        s = q @ self._codec.centroids.T
+        cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], len(self), nprobe, allowed)
+        if cand.shape[0] > n_interact:
+            keep, _ = maxsim.top_k(approx, n_interact)
+            cand = np.sort(cand[keep])
+        if cand.shape[0] > n_rerank:
+            keep, _ = maxsim.top_k(_cand.interact(s, self._a["codes"], self._a["offsets"], cand), n_rerank)
+            cand = np.sort(cand[keep])
+        return cand
 
     def search_many(
         self, queries: Iterable[npt.ArrayLike], k: int = 10, subset: Iterable[Id] | None = None, **options: Any
