@@ -169,19 +169,8 @@ def _child_open_cisi(args: argparse.Namespace) -> None:
 
 def _text_latency(models: dict, search, texts: list[str]) -> dict[int, tuple[float, float]]:
     """p50/p99 ms of embedding one query text and searching with it, one query at a time, 1 and 2 threads."""
-    from threadpoolctl import threadpool_limits
-
-    out = {}
-    for threads, model in models.items():
-        with threadpool_limits(limits=threads):
-            search(next(model.query_embed([texts[0]])))
-            ms = []
-            for text in texts:
-                t = time.perf_counter()
-                search(next(model.query_embed([text])))
-                ms.append((time.perf_counter() - t) * 1000)
-        out[threads] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
-    return out
+    return {threads: _latency(lambda text, m=model: search(next(m.query_embed([text]))), texts, threads)
+            for threads, model in models.items()}
 
 
 def _plaid(workdir: str, nbits: str, corpus: str = "cisi") -> dict:
