@@ -289,10 +289,8 @@ class LateInteractionTextEmbedding:
 
             lock = download.lock_path(self.spec, self._cache_dir)
         where = {"cache_dir": self._cache_dir, "beside": not self._from_cache, "lock": lock, "force": force}
-        if self._optimize and self._derive_int8:
-            return optimize.ensure_optimized_int8(path, **where)
         if self._optimize:
-            return optimize.ensure_optimized(path, **where)
+            return optimize.ensure_optimized(path, int8=self._derive_int8, **where)
         return quantize.ensure_int8(path, **where)
 
     def _open(self, model_path: Path) -> Any:

@@ -585,27 +585,20 @@ def optimized_int8_name(source: Path) -> str:
 def ensure_optimized(
     source: str | os.PathLike[str],
     *,
+    int8: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     beside: bool = True,
     lock: Path | None = None,
     force: bool = False,
 ) -> Path:
-    """The optimised file made from ``source``, rewriting it now if none is up to date (as :func:`lightcol.quantize.ensure_int8`)."""
-    return _derived.ensure(
-        source, "optimized", optimized_name, SETTINGS, optimize_file, require_onnx, command="lightcol optimize",
-        cache_dir=cache_dir, beside=beside, lock=lock, force=force,
-    )
-
-
-def ensure_optimized_int8(
-    source: str | os.PathLike[str],
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    beside: bool = True,
-    lock: Path | None = None,
-    force: bool = False,
-) -> Path:
-    """The int8 file made from the optimised graph of float32 ``source`` (``optimize=True, quantized=True``)."""
+    """The optimised file made from float32 ``source``, rewriting it now if none is up to date (as
+    :func:`lightcol.quantize.ensure_int8`); ``int8``: the int8 file made from that optimised graph
+    (``optimize=True, quantized=True``)."""
+    if not int8:
+        return _derived.ensure(
+            source, "optimized", optimized_name, SETTINGS, optimize_file, require_onnx, command="lightcol optimize",
+            cache_dir=cache_dir, beside=beside, lock=lock, force=force,
+        )
     from lightcol import quantize
 
     return _derived.ensure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     from lightcol.cli.quantize import derive
 
     optimize.require_onnx()
-    print(derive(args, optimize.ensure_optimized_int8 if args.int8 else optimize.ensure_optimized))
+    print(derive(args, functools.partial(optimize.ensure_optimized, int8=args.int8)))
     return 0
