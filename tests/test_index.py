@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -209,7 +210,7 @@ def test_codec_round_trip_error_shrinks_with_bits():
         c = _codec.train(x, nbits, 32)
         codes, packed = c.encode(x)
         assert packed.shape == (3000, 32 * nbits // 8) and codes.dtype == np.uint16
-        errs.append(float(np.mean(np.sum(c.decode(codes, packed) * x, axis=1))))
+        errs.append(float(np.mean(np.sum(c.decode(codes, packed) * c.rotate(x), axis=1))))  # decoded: rotated
     assert errs == sorted(errs) and errs[-1] > 0.99
     with pytest.raises(ArgumentError):
         _codec.train(x, 3)
@@ -231,12 +232,52 @@ def test_codec_encodes_each_subvector_to_its_nearest_codeword():
     c = _codec.train(x, 2, 16)
     codes, packed = c.encode(x[:50])
     assert c.books.shape == (8, 256, 4)  # 32 dims * 2 bits = 8 bytes: 8 sub-spaces of 4 dims
-    r = x[:50] - c.centroids[codes]
+    r = c.rotate(x[:50]) - c.centroids[codes]  # the codec works in its rotated space
     for j in range(8):
         d = ((r[:, None, 4 * j : 4 * j + 4] - c.books[j][None]) ** 2).sum(-1)
         np.testing.assert_array_equal(packed[:, j], d.argmin(1))
     want = c.centroids[codes] + c.books[np.arange(8)[None, :], packed].reshape(50, 32)
     np.testing.assert_allclose(c.decode(codes, packed), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_codec_rotation_is_orthogonal_and_keeps_scores():
+    """The codec's rotation is orthogonal: rotated queries and documents score as the originals do, and
+    every sub-space gets axes of similar variance (the greedy deal), not the top axes in one."""
+    rng = np.random.default_rng(3)
+    x = unit_rows(rng, 4000, 32) * np.linspace(3, 0.1, 32)[None, :].astype(np.float32)  # very unequal axes
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    c = _codec.train(x, 2, 16)
+    r = c.rotation
+    np.testing.assert_allclose(r.T @ r, np.eye(32), atol=1e-5)
+    q = unit_rows(rng, 5, 32)
+    np.testing.assert_allclose(c.rotate(q) @ c.rotate(x[:100]).T, q @ x[:100].T, atol=1e-5)
+    res = c.rotate(x) - c.centroids[c.encode(x)[0]]
+    var = res.var(axis=0).reshape(8, 4)  # 8 sub-spaces of 4 dims
+    log_prod = np.log(var).sum(axis=1)
+    assert log_prod.max() - log_prod.min() < 0.35 * (np.log(var).max() - np.log(var).min()) * 4
+
+
+def test_many_centroids_are_searched_by_group():
+    """From GROUPED_FROM centroids on, assignment searches each vector's best groups: nearly always the
+    exact nearest centroid, never one far off."""
+    from lightcol import _kmeans
+
+    rng = np.random.default_rng(4)
+    topics = unit_rows(rng, 64, 16)  # clustered, as token vectors are
+
+    def near(n: int) -> np.ndarray:
+        v = topics[rng.integers(0, 64, n)] + 0.3 * unit_rows(rng, n, 16)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    c, x = near(_kmeans.GROUPED_FROM), near(3000)
+    got = _kmeans.assign(x, c)
+    exact = np.argmax(x @ c.T, axis=1)
+    assert (got == exact).mean() > 0.9
+    lost = np.sum(x * c[exact], axis=1) - np.sum(x * c[got], axis=1)
+    assert lost.min() >= 0 and lost.max() < 0.1
+    g = _kmeans.group(c)
+    assert sorted(g.members.tolist()) == list(range(c.shape[0])) and g.offsets[-1] == c.shape[0]
+    np.testing.assert_array_equal(_kmeans.assign(x, c, g), got)
 
 
 def test_integer_ids_stored_as_an_array_other_ids_as_json(corpus, tmp_path):
@@ -269,23 +310,33 @@ def test_integer_ids_stored_as_an_array_other_ids_as_json(corpus, tmp_path):
     assert _storage.open_arrays(ints.path)[1]["ids"].dtype == np.uint8 and ints.ids[-1] == "x"
 
 
-def test_format_2_file_with_json_ids_still_opens(built, tmp_path):
-    data = bytearray(open(built.path, "rb").read())
-    assert struct.unpack("<I", bytes(data[8:12]))[0] == 3
-    data[8:12] = struct.pack("<I", 2)  # format 2 = format 3 with JSON ids: what this file has (str ids)
-    old = tmp_path / "v2.lci"
-    old.write_bytes(bytes(data))
-    assert Index.open(old).ids == built.ids
+def test_format_2_and_3_files_without_rotation_still_open(corpus, tmp_path, monkeypatch):
+    """Format 4 added the rotation; older files (none stored) open as unrotated and search as they did."""
+    docs, queries = corpus
+    train = _codec.train
+    monkeypatch.setattr(_codec, "_balanced_rotation", lambda r, m: np.eye(r.shape[1], dtype=np.float32))
+    monkeypatch.setattr(_codec, "train", lambda *a, **k: dataclasses.replace(train(*a, **k), rotation=None))
+    ix = Index.build(tmp_path / "v4.lci", [f"d{i}" for i in range(len(docs))], iter(docs), nbits=4, show_progress=False)
+    assert ix._codec.rotation is None and "rotation" not in ix._a  # noqa: SLF001
+    want = [ix.search(q, 10, **KNOBS) for q in queries]
+    data = bytearray(open(ix.path, "rb").read())
+    assert struct.unpack("<I", bytes(data[8:12]))[0] == 4
+    for version in (3, 2):  # format 2 = format 3 with JSON ids: what this file has (str ids)
+        data[8:12] = struct.pack("<I", version)
+        old = tmp_path / f"v{version}.lci"
+        old.write_bytes(bytes(data))
+        got = Index.open(old)
+        assert got.ids == ix.ids and [got.search(q, 10, **KNOBS) for q in queries] == want
 
 
 def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     """Small indexes decode a tenth of their documents (at least 64), large ones at most 512."""
     from lightcol.index.index import default_budget
 
-    assert default_budget(100) == (128, 64)
-    assert default_budget(1_460) == (292, 146)
-    assert default_budget(5_120) == (1024, 512)
-    assert default_budget(10_000_000) == (1024, 512)
+    assert default_budget(100) == (256, 64)
+    assert default_budget(1_460) == (584, 146)
+    assert default_budget(5_120) == (2048, 512)
+    assert default_budget(10_000_000) == (2048, 512)
     decoded: list[int] = []
     real = Index._vectors
     monkeypatch.setattr(Index, "_vectors", lambda self, docs, exact: decoded.append(len(docs)) or real(self, docs, exact))

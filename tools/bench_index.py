@@ -125,6 +125,7 @@ def _diagnose(ix: Index, queries: list[np.ndarray], ref: list[list[int]]) -> Non
     share = lambda got, r: len(set(np.asarray(got).tolist()) & set(r)) / 10  # noqa: E731
     rows: dict[str, list[float]] = {"probed lists": [], "default stages -> 512": [], "interaction on all probed -> 512": [],
                                     "interaction on all probed -> 2048": []}
+    queries = [ix._codec.rotate(q) for q in queries]  # noqa: SLF001 - the codec's space (decoded vectors too)
     for q, r in zip(queries, ref, strict=True):
         s = q @ cent.T
         c, _ = cand.probe(s, a["ivf_docs"], a["ivf_offsets"], n, 8)

@@ -8,22 +8,31 @@ generalisation of PLAID's per-dimension buckets (a product of scalar codebooks):
 with the MiniLM benchmark model it cuts the residual error by ~40% at nbits=2 (mean cosine of
 decoded vs original 0.958 -> 0.976). Decoding is one table lookup per stored byte; decoded vectors
 are re-normalised, as the originals are unit length.
+
+Before the split, the space is rotated (an orthogonal ``dim x dim`` matrix ``R``: the principal axes
+of sample residuals, dealt out to the sub-spaces so each gets a similar product of variances, as in
+optimised PQ). Scores are unchanged by a rotation (``(qR).(xR) = q.x``), so the index keeps
+everything rotated - centroids, residuals, decoded vectors - and rotates each query once; decoding
+costs nothing more. Measured on 20,000 gcide passages at nbits=2, recall@10 of decoded-vector MaxSim
+against exact: 0.797 without the rotation, 0.827 with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from lightcol import _kmeans
 from lightcol._kmeans import add_rows, assign, spherical_kmeans
 from lightcol.errors import ArgumentError
 
 __all__ = ["Codec", "train", "auto_centroids"]
 
-_CHUNK_BYTES = 64 << 20  # bound on the (rows, K) score matrix of one assignment step
+_NEAREST_BYTES = 1 << 20  # (rows, 256) score matrix of one codebook step: cache-sized is ~10x faster
 _BOOK = 256  # codewords per sub-space: one byte per stored sub-vector
-_PQ_SAMPLE = 1 << 16  # residuals the codebooks are trained on
+_PQ_SAMPLE = 1 << 15  # residuals the codebooks are trained on (128 per codeword)
 _PQ_ITERS = 12
 
 
@@ -39,7 +48,7 @@ def _nearest(x: np.ndarray, book: np.ndarray) -> np.ndarray:
     """Index of the nearest (Euclidean) codeword of each row of ``x``: argmax ``x.c - |c|^2 / 2``."""
     half = 0.5 * np.einsum("ij,ij->i", book, book)
     out = np.empty(x.shape[0], dtype=np.int64)
-    step = max(1, _CHUNK_BYTES // (4 * book.shape[0]))
+    step = max(1, _NEAREST_BYTES // (4 * book.shape[0]))
     bt = np.ascontiguousarray(book.T)
     for a in range(0, x.shape[0], step):
         s = x[a : a + step] @ bt
@@ -66,11 +75,24 @@ def _lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.nd
 
 @dataclass(frozen=True)
 class Codec:
-    """Centroids (K, dim) float32 and residual codebooks ``books`` (m, 256, dim // m) float32."""
+    """Centroids (K, dim) float32 and residual codebooks ``books`` (m, 256, dim // m) float32, both in
+    the rotated space ``x @ rotation`` (``rotation`` (dim, dim) orthogonal, or ``None``: no rotation,
+    indexes of format 3 and earlier)."""
 
     centroids: np.ndarray
     books: np.ndarray
     nbits: int
+    rotation: np.ndarray | None = None
+
+    def rotate(self, x: np.ndarray) -> np.ndarray:
+        """Vectors (n, dim) float32 in the codec's space (queries are rotated once, then scored as usual)."""
+        x = np.asarray(x, dtype=np.float32)
+        return x if self.rotation is None else x @ self.rotation
+
+    @cached_property
+    def groups(self) -> _kmeans.Groups | None:
+        """Centroid groups for a fast assignment (:func:`lightcol._kmeans.assign`), made on first use."""
+        return _kmeans.group(self.centroids) if self.centroids.shape[0] >= _kmeans.GROUPED_FROM else None
 
     @property
     def dim(self) -> int:
@@ -87,8 +109,8 @@ class Codec:
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centroid ids (n,) and residual codes (n, code_bytes) uint8 of unit vectors ``x`` (n, dim)."""
-        x = np.asarray(x, dtype=np.float32)
-        codes = assign(x, self.centroids)
+        x = self.rotate(x)
+        codes = assign(x, self.centroids, self.groups)
         m, _, sub = self.books.shape
         packed = np.empty((x.shape[0], m), dtype=np.uint8)
         step = 1 << 16
@@ -103,7 +125,7 @@ class Codec:
         return np.ascontiguousarray(self.books, dtype=np.float32)
 
     def decode(self, codes: np.ndarray, packed: np.ndarray, lut: np.ndarray | None = None) -> np.ndarray:
-        """Unit vectors (n, dim) float32 from centroid ids and residual codes."""
+        """Unit vectors (n, dim) float32, rotated (:meth:`rotate`), from centroid ids and residual codes."""
         lut = self.lut() if lut is None else lut
         m, n_book, sub = lut.shape
         # one flat take (faster than 2-D fancy indexing): row j * 256 + byte of the (m * 256, sub) table
@@ -114,7 +136,7 @@ class Codec:
         return r
 
 
-def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, seed: int = 0, iters: int = 8) -> Codec:
+def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, seed: int = 0, iters: int = 4) -> Codec:
     """Fit a :class:`Codec` on sample vectors (n, dim) float (unit length)."""
     if nbits not in (1, 2, 4, 8):
         raise ArgumentError(f"nbits must be 1, 2, 4 or 8; got {nbits!r}.")
@@ -128,10 +150,30 @@ def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, see
     rng = np.random.default_rng(seed)
     c = spherical_kmeans(x, k, iters, rng)
     pick = np.sort(rng.choice(x.shape[0], size=min(_PQ_SAMPLE, x.shape[0]), replace=False))
-    r = x[pick] - c[assign(x[pick], c)]
     m = x.shape[1] * nbits // 8
     sub = x.shape[1] // m
+    rot = _balanced_rotation(x[pick] - c[assign(x[pick], c)], m)
+    # centroids are stored as float16: use the rounded values from the start so encode == decode
+    c = (c @ rot).astype(np.float16).astype(np.float32)
+    xr = x[pick] @ rot
+    r = xr - c[assign(xr, c)]
     books = np.stack([_lloyd(np.ascontiguousarray(r[:, j * sub : (j + 1) * sub]), _BOOK, _PQ_ITERS, rng)
                       for j in range(m)])
-    # centroids are stored as float16: use the rounded values from the start so encode == decode
-    return Codec(c.astype(np.float16).astype(np.float32), books, nbits)
+    return Codec(c, books, nbits, rot)
+
+
+def _balanced_rotation(r: np.ndarray, m: int) -> np.ndarray:
+    """Orthogonal (dim, dim): the principal axes of residuals ``r``, ordered so that each of the ``m``
+    consecutive sub-spaces gets axes whose variances have a similar product (greedy, largest first)."""
+    dim = r.shape[1]
+    var, axes = np.linalg.eigh(r.T.astype(np.float64) @ r)
+    sub = dim // m
+    log_var = np.log(np.maximum(var, var.max() * 1e-9 + 1e-30))
+    buckets: list[list[int]] = [[] for _ in range(m)]
+    load = np.zeros(m)
+    for i in np.argsort(-var, kind="stable").tolist():
+        open_ = [j for j in range(m) if len(buckets[j]) < sub]
+        j = min(open_, key=lambda b: load[b])
+        buckets[j].append(i)
+        load[j] += log_var[i]
+    return np.ascontiguousarray(axes[:, [i for b in buckets for i in b]], dtype=np.float32)

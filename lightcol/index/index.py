@@ -8,6 +8,7 @@ a side file ``<path>.full`` when built with ``keep_full=True`` and searched with
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -33,7 +34,7 @@ _ENCODE_CHUNK = 1 << 16  # vectors encoded per step while building
 #: search defaults (override per call): probed centroids per query token, documents kept after stage 1
 #: and 2 (see :mod:`lightcol.index.candidates`). ``n_interact`` and ``n_rerank`` are caps: a smaller
 #: index keeps fewer (:func:`default_budget`), so its queries do not decode a third of it.
-DEFAULTS = {"nprobe": 8, "n_interact": 1024, "n_rerank": 512}
+DEFAULTS = {"nprobe": 8, "n_interact": 2048, "n_rerank": 512}
 #: the fewest documents the default budget reranks
 _MIN_RERANK = 64
 
@@ -42,12 +43,13 @@ def default_budget(n_docs: int) -> tuple[int, int]:
     """Default ``(n_interact, n_rerank)`` for an index of ``n_docs`` documents.
 
     ``n_rerank`` is a tenth of the documents, at least 64 and at most ``DEFAULTS["n_rerank"]`` (512,
-    reached at 5,120 documents); ``n_interact`` twice that, at most ``DEFAULTS["n_interact"]``. On
-    CISI (1,460 abstracts) 146 decoded documents keep recall@10 vs exhaustive at 0.90-0.91 (512: 0.915)
-    at a quarter of the search time.
+    reached at 5,120 documents); ``n_interact`` four times that, at most ``DEFAULTS["n_interact"]``.
+    On CISI (1,460 abstracts) 146 decoded documents keep recall@10 vs exhaustive at 0.90-0.91 (512:
+    0.915) at a quarter of the search time. On 20,000 gcide passages, 2,048 documents in the centroid
+    interaction instead of 1,024 find 2.6 more points of the exact top 10 for 6 ms more.
     """
     rerank = min(DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
-    return min(DEFAULTS["n_interact"], 2 * rerank), rerank
+    return min(DEFAULTS["n_interact"], 4 * rerank), rerank
 
 
 def _progress(show: bool, desc: str, unit: str) -> Any:
@@ -110,8 +112,9 @@ class Index:
         self.meta = meta
         self._a = arrays
         self._full = full
+        rot = arrays.get("rotation")  # absent in format 3 and earlier: no rotation
         self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
-                                   int(meta["nbits"]))
+                                   int(meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
         self._lut = self._codec.lut()
         self._ids: Sequence[Id] = _read_ids(arrays["ids"], path)
         self._pos: dict[Id, int] | None = None
@@ -165,8 +168,8 @@ class Index:
         n_centroids: int | None = None,
         model: str | None = None,
         seed: int = 0,
-        sample_tokens: int = 1 << 18,
-        kmeans_iters: int = 8,
+        sample_tokens: int = 1 << 20,
+        kmeans_iters: int = 4,
         keep_full: bool = False,
         show_progress: bool = True,
         extra_meta: dict[str, Any] | None = None,
@@ -178,7 +181,9 @@ class Index:
             consumed lazily in one pass: the first ``sample_tokens`` vectors train the codec, then
             everything is encoded in chunks straight to disk.
         :param nbits: residual bits per dimension (1, 2, 4 or 8).
-        :param n_centroids: k-means centroids; default a power of two near ``training vectors / 50``.
+        :param n_centroids: k-means centroids; default a power of two near ``training vectors / 32``
+            (32,768 from the default sample; 4,096 for 177k vectors).
+        :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128).
         :param model: model name recorded in the index (checked by callers that embed queries).
         :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
         :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
@@ -186,20 +191,26 @@ class Index:
         path = os.path.abspath(os.fspath(path))
         docs = _documents(ids, embeddings, None, set(), 0)
         bar = _progress(show_progress, "index", "doc")
-        buffered: list[tuple[Id, np.ndarray]] = []
+        # the training sample: the first sample_tokens vectors, copied once into one buffer (its pages are
+        # touched only as far as it fills); the buffered documents are views of it, freed once encoded
+        buffered: collections.deque[tuple[Id, np.ndarray]] = collections.deque()
+        buf: np.ndarray | None = None
         n_buf = 0
-        for item in docs:
-            buffered.append(item)
+        for doc_id, a in docs:
             bar.update(1)
-            n_buf += item[1].shape[0]
-            if n_buf >= sample_tokens:
+            if buf is None:
+                buf = np.empty((max(1, int(sample_tokens)), a.shape[1]), dtype=np.float32)
+            take = min(a.shape[0], buf.shape[0] - n_buf)
+            buf[n_buf : n_buf + take] = a[:take]
+            buffered.append((doc_id, buf[n_buf : n_buf + take] if take == a.shape[0] else a))
+            n_buf += take
+            if n_buf >= buf.shape[0]:
                 break
-        if n_buf == 0:
+        if buf is None or n_buf == 0:
             bar.close()
             raise ShapeError("cannot build an index without vectors; give at least one non-empty document.")
-        sample = np.concatenate([a for _, a in buffered])
-        codec = _codec.train(sample, nbits, n_centroids, seed=seed, iters=kmeans_iters)
-        del sample
+        codec = _codec.train(buf[:n_buf], nbits, n_centroids, seed=seed, iters=kmeans_iters)
+        del buf
         writer = _storage.Writer(path)
         full = _storage.Writer(path + ".full") if keep_full else None
         try:
@@ -225,7 +236,7 @@ class Index:
                 pending.clear()
                 n_pending = 0
 
-            for doc_id, a in itertools.chain(buffered, _counted(docs, bar)):
+            for doc_id, a in itertools.chain(_drained(buffered), _counted(docs, bar)):
                 all_ids.append(doc_id)
                 lengths.append(a.shape[0])
                 pending.append(a)
@@ -292,6 +303,7 @@ class Index:
         return mask
 
     def _vectors(self, docs: np.ndarray, exact: bool) -> PackedDocuments:
+        """Vectors of ``docs``: full precision from the side file (``exact``), else decoded (rotated)."""
         idx, local = _cand.token_ranges(self._a["offsets"], docs)
         if exact:
             if self._full is None:
@@ -317,7 +329,7 @@ class Index:
         :param subset: only documents with these ids can be returned (unknown ids are ignored).
         :param exact: score the final candidates with the full-precision side file (``keep_full=True``).
         :param nprobe, n_interact, n_rerank: candidate generation knobs (see :data:`DEFAULTS` and
-            :func:`default_budget`); ``n_interact`` defaults to at least twice ``n_rerank``.
+            :func:`default_budget`); ``n_interact`` defaults to at least four times ``n_rerank``.
         """
         q = maxsim._check_query(query_vectors, self.dim, "query_vectors")
         if k < 1 or int(k) != k:
@@ -329,21 +341,25 @@ class Index:
             return []
         nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
         auto_interact, auto_rerank = default_budget(n)
-        if n_interact is None:  # twice the documents reranked (a given n_rerank raises it)
-            n_interact = auto_interact if n_rerank is None else max(auto_interact, 2 * n_rerank)
+        if n_interact is None:  # four times the documents reranked (a given n_rerank raises it)
+            n_interact = auto_interact if n_rerank is None else max(auto_interact, 4 * n_rerank)
         n_rerank = max(int(k), auto_rerank if n_rerank is None else n_rerank)
+        qr = self._codec.rotate(q)  # the codec's space; the full-precision side file is not rotated
         if n_allowed <= n_rerank:
             docs = np.arange(n) if allowed is None else np.flatnonzero(allowed)
         else:
-            docs = self._candidates(q, allowed, nprobe, n_interact, n_rerank)
-        scores = maxsim.score(q, self._vectors(docs, exact))
+            docs = self._candidates(qr, allowed, nprobe, n_interact, n_rerank)
+        scores = maxsim.score(q if exact else qr, self._vectors(docs, exact))
         top, vals = maxsim.top_k(scores, k)
         ids = self._ids
         return [(ids[int(docs[i])], float(v)) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
 
     def _candidates(self, q: np.ndarray, allowed: np.ndarray | None, nprobe: int, n_interact: int,
                     n_rerank: int) -> np.ndarray:
-        """Sorted positions of the documents to rerank: stage 1 (probe) then 2 (centroid interaction)."""
+        """Sorted positions of the documents to rerank: stage 1 (probe) then 2 (centroid interaction).
+
+        :param q: query vectors in the codec's space (``self._codec.rotate``).
+        """
         s = q @ self._codec.centroids.T
         cand, approx = _cand.probe(s, self._a["ivf_docs"], self._a["ivf_offsets"], len(self), nprobe, allowed)
         if cand.shape[0] > n_interact:
@@ -469,6 +485,12 @@ def _read_ids(a: np.ndarray, path: str) -> Sequence[Id]:
 _DERIVED = ("format", "dim", "nbits", "n_centroids", "n_docs", "n_tokens", "format_version")
 
 
+def _drained(items: collections.deque[Any]) -> Iterator[Any]:
+    """Items of ``items``, each dropped from it as it is given (so it can be freed once used)."""
+    while items:
+        yield items.popleft()
+
+
 def _counted(items: Iterable[Any], bar: Any) -> Iterator[Any]:
     for item in items:
         bar.update(1)
@@ -485,6 +507,8 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     writer.array("ivf_offsets", ivf_offsets)
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
+    if codec.rotation is not None:
+        writer.array("rotation", codec.rotation)
     writer.array("ids", _ids_array(ids))
     full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
                  "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),

@@ -28,7 +28,8 @@ from lightcol.errors import IndexFormatError, IndexVersionError
 __all__ = ["FORMAT_VERSION", "Writer", "open_arrays"]
 
 MAGIC = b"LCOLIDX\0"
-FORMAT_VERSION = 3  # 2: product-quantised residuals (``books``), float16 centroids; 3: integer ids as int64
+FORMAT_VERSION = 4  # 2: product-quantised residuals (``books``), float16 centroids; 3: integer ids as int64;
+# 4: a rotation before the product quantiser (``rotation``; read as none when absent)
 MIN_VERSION = 2
 _HEAD = struct.Struct("<8sII")
 _TAIL = struct.Struct("<QI8s")
