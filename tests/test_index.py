@@ -333,10 +333,10 @@ def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     """Small indexes decode a tenth of their documents (at least 64), large ones at most 512."""
     from lightcol.index.index import default_budget
 
-    assert default_budget(100) == (256, 64)
-    assert default_budget(1_460) == (584, 146)
-    assert default_budget(5_120) == (2048, 512)
-    assert default_budget(10_000_000) == (2048, 512)
+    assert default_budget(100) == (128, 64)
+    assert default_budget(1_460) == (292, 146)
+    assert default_budget(5_120) == (1024, 512)
+    assert default_budget(10_000_000) == (1024, 512)
     decoded: list[int] = []
     real = Index._vectors
     monkeypatch.setattr(Index, "_vectors", lambda self, docs, exact: decoded.append(len(docs)) or real(self, docs, exact))
@@ -345,3 +345,22 @@ def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     built.search(queries[0], k=10, n_rerank=200)  # explicit knobs win
     built.search(queries[0], k=100)  # never fewer than k
     assert decoded == [64, 200, 100]
+
+
+def test_probe_imputes_the_impute_rank_score_for_unprobed_tokens():
+    """A document missing from a query token's probed lists counts that token's IMPUTE_RANK-th best
+    centroid score (0-based), not the best unprobed one."""
+    from lightcol.index import candidates as cand
+
+    k = 200
+    rng = np.random.default_rng(5)
+    s = rng.permutation(k * 2).reshape(2, k).astype(np.float32) / (2 * k)  # distinct scores
+    best = np.argmax(s, axis=1)
+    codes = np.array([best[1], best[0]])  # document 0 holds token 1's best centroid, document 1 token 0's
+    offsets = np.array([0, 1, 2])
+    ivf_docs, ivf_offsets = cand.build_ivf(codes, offsets, k)
+    docs, approx = cand.probe(s, ivf_docs, ivf_offsets, 2, nprobe=1)
+    ranked = np.sort(s, axis=1)[:, ::-1]
+    r = cand.IMPUTE_RANK
+    np.testing.assert_allclose(approx, [ranked[0, r] + ranked[1, 0], ranked[0, 0] + ranked[1, r]], rtol=1e-6)
+    assert docs.tolist() == [0, 1]

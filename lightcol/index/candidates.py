@@ -5,7 +5,7 @@ similarity to the token's centroid. Three stages, each on fewer documents:
 
 1. *probe*: each query token's ``nprobe`` best centroids; documents in their inverted lists are the
    candidates, scored ``sum_q max`` over the probed centroids they contain (others count as the
-   query token's next-best centroid score, an optimistic estimate) - reads only the inverted lists;
+   query token's ``IMPUTE_RANK``-th best centroid score) - reads only the inverted lists;
 2. *centroid interaction*: the best ``n_interact`` of them are scored with every token's centroid,
    ``sum_q max_t S[q, code_t]`` - reads 2 bytes per token;
 3. the best ``n_rerank`` are decoded and scored exactly by MaxSim (in :mod:`lightcol.index.index`).
@@ -16,6 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["build_ivf", "probe", "interact", "token_ranges"]
+
+
+#: a document missing from a query token's probed lists is scored that token's ``IMPUTE_RANK``-th best
+#: centroid score. The (nprobe + 1)-th (an upper bound) ranked documents matching a few query tokens
+#: as high as those matching all: on 100,000 gcide passages (32,768 centroids, nprobe 8) recall@10
+#: went from 0.741 to 0.782 with rank 64 at the same budget (rank 256: 0.779).
+IMPUTE_RANK = 64
 
 
 def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,14 +49,15 @@ def probe(
     """
     nq, k = s.shape
     nprobe = min(nprobe, k)
+    fr = min(max(nprobe, IMPUTE_RANK), k - 1)
     if nprobe < k:
-        top = np.argpartition(-s, nprobe, axis=1)[:, : nprobe + 1]
+        top = np.argpartition(-s, fr, axis=1)[:, : fr + 1]
     else:
         top = np.argsort(-s, axis=1)
     top_s = np.take_along_axis(s, top, axis=1)
     order = np.argsort(-top_s, axis=1, kind="stable")
     top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
-    floor = top_s[:, nprobe] if nprobe < k else np.full(nq, top_s[:, -1].min() - 1.0, dtype=s.dtype)
+    floor = top_s[:, fr] if nprobe < k else np.full(nq, top_s[:, -1].min() - 1.0, dtype=s.dtype)
     probed = top[:, :nprobe]
     lists = [ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]] for c in np.unique(probed)]
     if not lists:

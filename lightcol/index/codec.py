@@ -128,12 +128,28 @@ class Codec:
         """Unit vectors (n, dim) float32, rotated (:meth:`rotate`), from centroid ids and residual codes."""
         lut = self.lut() if lut is None else lut
         m, n_book, sub = lut.shape
-        # one flat take (faster than 2-D fancy indexing): row j * 256 + byte of the (m * 256, sub) table
+        n = packed.shape[0]
+        # one flat take of whole codewords as 8- or 16-byte scalars (a take of float rows copies them
+        # one float at a time): entry j * 256 + byte of the (m * 256) table, ``units`` scalars each
+        unit, units = _units(sub)
+        table = lut.reshape(m * n_book * units, -1).view(unit).reshape(-1)
         rows = np.asarray(packed, dtype=np.intp) + (np.arange(m, dtype=np.intp) * n_book)[None, :]
-        r = np.take(lut.reshape(m * n_book, sub), rows, axis=0).reshape(packed.shape[0], self.dim)
+        if units > 1:
+            rows = (rows[..., None] * units + np.arange(units, dtype=np.intp)).reshape(n, -1)
+        r = np.take(table, rows).view(np.float32).reshape(n, self.dim)
         r += self.centroids[codes]
-        r /= np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+        r /= np.maximum(np.sqrt(np.einsum("ij,ij->i", r, r))[:, None], 1e-12)
         return r
+
+
+def _units(sub: int) -> tuple[np.dtype, int]:
+    """How :meth:`Codec.decode` gathers a codeword of ``sub`` float32: as ``units`` scalars of a dtype."""
+    nbytes = 4 * sub
+    if nbytes % 16 == 0:
+        return np.dtype(np.complex128), nbytes // 16
+    if nbytes % 8 == 0:
+        return np.dtype(np.float64), nbytes // 8
+    return np.dtype(np.float32), sub
 
 
 def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, seed: int = 0, iters: int = 4) -> Codec:
