@@ -62,13 +62,14 @@ def probe(
     lists = [ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]] for c in np.unique(probed)]
     if not lists:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    cand = np.unique(np.concatenate(lists))
+    member = np.zeros(n_docs, dtype=bool)  # a mask, not np.unique: no sort of the concatenated lists
+    for d in lists:
+        member[d] = True
     if allowed is not None:
-        cand = cand[allowed[cand]]
+        member &= allowed
+    cand = np.flatnonzero(member)
     pos = np.empty(n_docs, dtype=np.int64)
     pos[cand] = np.arange(cand.shape[0])
-    member = np.zeros(n_docs, dtype=bool)
-    member[cand] = True
     acc = np.zeros(cand.shape[0], dtype=np.float32)
     m = np.empty(cand.shape[0], dtype=np.float32)
     for q in range(nq):
