@@ -364,3 +364,19 @@ def test_probe_imputes_the_impute_rank_score_for_unprobed_tokens():
     r = cand.IMPUTE_RANK
     np.testing.assert_allclose(approx, [ranked[0, r] + ranked[1, 0], ranked[0, 0] + ranked[1, r]], rtol=1e-6)
     assert docs.tolist() == [0, 1]
+
+
+def test_build_with_grouped_centroids_encodes_as_add_would(corpus, tmp_path):
+    """With GROUPED_FROM centroids or more the build assigns through centroid groups; the stored codes
+    are what the opened index's codec gives the same vectors (so ``add`` encodes alike)."""
+    from lightcol import _kmeans
+
+    docs, queries = corpus
+    ix = Index.build(tmp_path / "g.lci", None, iter(docs), nbits=2, n_centroids=_kmeans.GROUPED_FROM, show_progress=False)
+    codec = Index.open(ix.path)._codec  # noqa: SLF001
+    assert codec.centroids.shape[0] == _kmeans.GROUPED_FROM and codec.groups is not None
+    x = np.concatenate(docs[:50])
+    codes, packed = codec.encode(x)
+    np.testing.assert_array_equal(codes, ix._a["codes"][: x.shape[0]])  # noqa: SLF001
+    np.testing.assert_array_equal(packed, ix._a["residuals"][: x.shape[0]])  # noqa: SLF001
+    assert _recall(ix, docs, queries, n_rerank=400) >= 0.85
