@@ -35,10 +35,13 @@ class Groups(NamedTuple):
     offsets: np.ndarray
 
 
-def group(centroids: np.ndarray) -> Groups:
-    """Deterministic grouping of ``centroids`` (k, dim): spherical k-means of them into ~sqrt(k) groups."""
+def group(centroids: np.ndarray) -> Groups | None:
+    """Deterministic grouping of ``centroids`` (k, dim): spherical k-means of them into ~sqrt(k) groups;
+    ``None`` below :data:`GROUPED_FROM` centroids (exact assignment)."""
     c = np.ascontiguousarray(centroids, dtype=np.float32)
     k = c.shape[0]
+    if k < GROUPED_FROM:
+        return None
     g = 1 << max(1, (int(np.sqrt(k)) - 1).bit_length())  # a power of two >= sqrt(k)
     gc = spherical_kmeans(c, min(g, k), _GROUP_ITERS, np.random.default_rng(0))
     a = _flat_assign(c, gc)
@@ -54,9 +57,8 @@ def assign(x: np.ndarray, centroids: np.ndarray, groups: Groups | None = None) -
     Exact below :data:`GROUPED_FROM` centroids; from there, searched in the vector's best groups
     (``groups``, computed by :func:`group` when not given).
     """
-    if centroids.shape[0] < GROUPED_FROM:
-        return _flat_assign(x, centroids)
-    return _grouped_assign(x, centroids, group(centroids) if groups is None else groups)
+    groups = group(centroids) if groups is None else groups
+    return _flat_assign(x, centroids) if groups is None else _grouped_assign(x, centroids, groups)
 
 
 def _grouped_assign(x: np.ndarray, centroids: np.ndarray, groups: Groups) -> np.ndarray:

@@ -92,7 +92,7 @@ class Codec:
     @cached_property
     def groups(self) -> _kmeans.Groups | None:
         """Centroid groups for a fast assignment (:func:`lightcol._kmeans.assign`), made on first use."""
-        return _kmeans.group(self.centroids) if self.centroids.shape[0] >= _kmeans.GROUPED_FROM else None
+        return _kmeans.group(self.centroids)
 
     @property
     def dim(self) -> int:
@@ -172,10 +172,13 @@ def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, see
     # centroids are stored as float16: use the rounded values from the start so encode == decode
     c = (c @ rot).astype(np.float16).astype(np.float32)
     xr = x[pick] @ rot
-    r = xr - c[assign(xr, c)]
+    groups = _kmeans.group(c)
+    r = xr - c[assign(xr, c, groups)]
     books = np.stack([_lloyd(np.ascontiguousarray(r[:, j * sub : (j + 1) * sub]), _BOOK, _PQ_ITERS, rng)
                       for j in range(m)])
-    return Codec(c, books, nbits, rot)
+    codec = Codec(c, books, nbits, rot)
+    codec.__dict__["groups"] = groups  # the cached property's value, already made: encode does not group again
+    return codec
 
 
 def _balanced_rotation(r: np.ndarray, m: int) -> np.ndarray:
