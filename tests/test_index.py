@@ -90,7 +90,11 @@ def test_exact_rerank_with_full_side_file(corpus, tmp_path):
 
 def test_open_is_same_index_and_memory_mapped(built, corpus):
     again = Index.open(built.path, verify=True)
-    assert isinstance(again._a["residuals"], np.memmap)
+    base = again._a["residuals"]  # a plain ndarray view whose base is the file's map, read-only
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert isinstance(base, np.memmap) and type(again._a["residuals"]) is np.ndarray
+    assert not again._a["residuals"].flags.writeable
     q = corpus[1][1]
     assert again.search(q, 10, **KNOBS) == built.search(q, 10, **KNOBS)
 
@@ -338,8 +342,8 @@ def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     assert default_budget(2_560) == (1024, 256)
     assert default_budget(10_000_000) == (1024, 256)
     decoded: list[int] = []
-    real = Index._vectors
-    monkeypatch.setattr(Index, "_vectors", lambda self, docs, exact: decoded.append(len(docs)) or real(self, docs, exact))
+    real = Index._score
+    monkeypatch.setattr(Index, "_score", lambda self, q, docs, exact: decoded.append(len(docs)) or real(self, q, docs, exact))
     _, queries = corpus
     built.search(queries[0], k=10)  # 400 documents: 64 reranked
     built.search(queries[0], k=10, n_rerank=200)  # explicit knobs win
@@ -359,7 +363,8 @@ def test_probe_imputes_the_impute_rank_score_for_unprobed_tokens():
     codes = np.array([best[1], best[0]])  # document 0 holds token 1's best centroid, document 1 token 0's
     offsets = np.array([0, 1, 2])
     ivf_docs, ivf_offsets = cand.build_ivf(codes, offsets, k)
-    docs, approx = cand.probe(s, ivf_docs, ivf_offsets, 2, nprobe=1)
+    st = np.vstack([s.T, np.full((1, 2), -np.inf, dtype=np.float32)])  # centroid_scores' layout
+    docs, approx = cand.probe(st, ivf_docs, ivf_offsets, 2, nprobe=1)
     ranked = np.sort(s, axis=1)[:, ::-1]
     r = cand.IMPUTE_RANK
     np.testing.assert_allclose(approx, [ranked[0, r] + ranked[1, 0], ranked[0, 0] + ranked[1, r]], rtol=1e-6)

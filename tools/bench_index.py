@@ -127,7 +127,7 @@ def _diagnose(ix: Index, queries: list[np.ndarray], ref: list[list[int]]) -> Non
                                     "interaction on all probed -> 2048": []}
     queries = [ix._codec.rotate(q) for q in queries]  # noqa: SLF001 - the codec's space (decoded vectors too)
     for q, r in zip(queries, ref, strict=True):
-        s = q @ cent.T
+        s = cand.centroid_scores(q, cent)
         c, _ = cand.probe(s, a["ivf_docs"], a["ivf_offsets"], n, 8)
         rows["probed lists"].append(share(c, r))
         rows["default stages -> 512"].append(share(ix._candidates(q, None, 8, 1024, 512), r))  # noqa: SLF001

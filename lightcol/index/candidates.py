@@ -1,7 +1,9 @@
 """Candidate generation: an inverted file (centroid -> documents) and PLAID-style centroid interaction.
 
 For a query ``Q`` and centroids ``C``, ``S = Q @ C.T`` approximates every token similarity by the
-similarity to the token's centroid. Three stages, each on fewer documents:
+similarity to the token's centroid; it is kept transposed, ``ST = C @ Q.T`` (K + 1, n_query_tokens)
+with a ``-inf`` last row (:func:`centroid_scores`): the faster product (~30% at 32 x 32,768) and
+the layout stage 2 gathers rows of. Three stages, each on fewer documents:
 
 1. *probe*: each query token's ``nprobe`` best centroids; documents in their inverted lists are the
    candidates, scored ``sum_q max`` over the probed centroids they contain (others count as the
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["build_ivf", "probe", "interact", "token_ranges"]
+__all__ = ["build_ivf", "centroid_scores", "probe", "interact", "token_ranges"]
 
 
 #: a document missing from a query token's probed lists is scored that token's ``IMPUTE_RANK``-th best
@@ -38,25 +40,54 @@ def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> tuple
     return docs, ivf_offsets
 
 
+def centroid_scores(q: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """``ST`` (K + 1, n_query_tokens) float32: row ``c`` holds centroid ``c``'s similarity to each query
+    token; row K is ``-inf`` (the padding sentinel of :func:`interact`)."""
+    k = centroids.shape[0]
+    st = np.empty((k + 1, q.shape[0]), dtype=np.float32)
+    np.matmul(centroids, q.T, out=st[:k])
+    st[k] = -np.inf
+    return st
+
+
+def _top(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best centroids of each query token, best first: ids and scores, both (nq, n).
+
+    ``s`` is (K, nq). A plain ``argpartition`` of 32 x 32,768 scores takes ~12 ms; instead the
+    centroids are cut into blocks of ``b`` (~sqrt(K / n)), and only the ``n`` blocks with the best
+    maxima are partitioned: they hold the ``n`` best scores (any other block's maximum is beaten by ``n``
+    scores already). Ties at the cut may pick another of the equal centroids.
+    """
+    k, nq = s.shape
+    b = 1 << max(0, int(np.log2(max(1.0, np.sqrt(k / max(n, 1))))))
+    if b > 1 and k % b == 0 and k // b > n:
+        blocks = s.reshape(k // b, b, nq).max(axis=1).T  # (nq, k // b)
+        best = np.argpartition(-blocks, n - 1, axis=1)[:, :n]  # (nq, n) block ids
+        ids = (best[:, :, None] * b + np.arange(b)).reshape(nq, n * b)
+        vals = s[ids, np.arange(nq)[:, None]]
+    else:
+        ids, vals = np.broadcast_to(np.arange(k), (nq, k)), np.ascontiguousarray(s.T)
+    if n < vals.shape[1]:
+        part = np.argpartition(-vals, n - 1, axis=1)[:, :n]
+        ids, vals = np.take_along_axis(ids, part, axis=1), np.take_along_axis(vals, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
 def probe(
-    s: np.ndarray, ivf_docs: np.ndarray, ivf_offsets: np.ndarray, n_docs: int, nprobe: int,
+    st: np.ndarray, ivf_docs: np.ndarray, ivf_offsets: np.ndarray, n_docs: int, nprobe: int,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage 1: candidate documents and their approximate scores from the inverted lists only.
 
-    :param s: (n_query_tokens, K) query-centroid similarities.
+    :param st: (K + 1, n_query_tokens) centroid scores (:func:`centroid_scores`).
     :param allowed: optional boolean mask over documents (``subset=``).
     """
-    nq, k = s.shape
+    s = st[:-1]
+    k, nq = s.shape
     nprobe = min(nprobe, k)
     fr = min(max(nprobe, IMPUTE_RANK), k - 1)
-    if nprobe < k:
-        top = np.argpartition(-s, fr, axis=1)[:, : fr + 1]
-    else:
-        top = np.argsort(-s, axis=1)
-    top_s = np.take_along_axis(s, top, axis=1)
-    order = np.argsort(-top_s, axis=1, kind="stable")
-    top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+    top, top_s = _top(s, fr + 1 if nprobe < k else k)
     floor = top_s[:, fr] if nprobe < k else np.full(nq, top_s[:, -1].min() - 1.0, dtype=s.dtype)
     probed = top[:, :nprobe]
     lists = [ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]] for c in np.unique(probed)]
@@ -95,33 +126,49 @@ def token_ranges(offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.
 
 
 _BLOCK = 8  # tokens max-reduced together as one dense block in :func:`interact`
+_STEP_TOKENS = 8192  # candidate tokens gathered per step of :func:`interact` (1 MB at 32 query tokens)
 
 
-def interact(s: np.ndarray, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
+def interact(st: np.ndarray, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """Stage 2: ``sum_q max_t S[q, code_t]`` for each of ``docs`` (documents with no token score 0).
 
-    Each document's tokens are padded to a multiple of 8 with a ``-inf`` row, gathered as rows of
-    ``S.T`` and max-reduced 8 rows at a time densely before the per-document reduction (NumPy's
-    ``reduceat`` is slow per element; the dense ``max`` is vectorised).
+    ``st`` is :func:`centroid_scores`. Each document's tokens are padded to a multiple of 8 with its
+    ``-inf`` row, gathered as rows of ``st`` and max-reduced 8 rows at a time densely before the per-document reduction (NumPy's
+    ``reduceat`` is slow per element; the dense ``max`` is vectorised). Documents are taken
+    ``_STEP_TOKENS`` tokens at a time: cache-sized temporaries, not a fresh (page-faulted) 10 MB
+    gather per query.
     """
-    starts, ends = offsets[docs], offsets[docs + 1]
-    lens = ends - starts
+    out = np.zeros(docs.shape[0], dtype=np.float32)
+    lens = offsets[docs + 1] - offsets[docs]
     if docs.shape[0] == 0 or int(lens.sum()) == 0:
-        return np.zeros(docs.shape[0], dtype=np.float32)
-    nq, k = s.shape
-    st = np.empty((k + 1, nq), dtype=np.float32)  # row k: the padding sentinel
-    st[:k] = s.T
-    st[k] = -np.inf
+        return out
+    ends = np.cumsum(lens)
+    a, done = 0, 0
+    while a < docs.shape[0]:
+        b = max(a + 1, int(np.searchsorted(ends, done + _STEP_TOKENS, side="right")))
+        out[a:b] = _interact_step(st, codes, offsets[docs[a:b]], lens[a:b])
+        a, done = b, int(ends[b - 1])
+    return out
+
+
+def _interact_step(st: np.ndarray, codes: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    k, nq = st.shape[0] - 1, st.shape[1]
     blocks = -(-lens // _BLOCK)
-    bstart = np.zeros(docs.shape[0] + 1, dtype=np.int64)
+    bstart = np.zeros(lens.shape[0] + 1, dtype=np.int64)
     np.cumsum(blocks, out=bstart[1:])
     pad = np.full(int(bstart[-1]) * _BLOCK, k, dtype=np.int64)
-    before = np.zeros(docs.shape[0], dtype=np.int64)  # tokens of the earlier candidates
+    before = np.zeros(lens.shape[0], dtype=np.int64)  # tokens of the earlier candidates
     np.cumsum(lens[:-1], out=before[1:])
     p = np.arange(int(lens.sum()), dtype=np.int64)
     pad[p + np.repeat(bstart[:-1] * _BLOCK - before, lens)] = codes[p + np.repeat(starts - before, lens)]
-    g = st[pad].reshape(-1, _BLOCK, nq).max(axis=1)  # (blocks, nq)
-    out = np.zeros(docs.shape[0], dtype=np.float32)
+    g = np.take(st, pad, axis=0).reshape(-1, _BLOCK, nq)  # take: ~3x faster than st[pad] for rows
+    w = _BLOCK  # each block's max as a tree of element-wise maxima (2x faster than g.max(axis=1))
+    while w > 1:
+        w //= 2
+        np.maximum(g[:, :w], g[:, w : 2 * w], out=g[:, :w])
+    g = g[:, 0]  # (blocks, nq)
+    out = np.zeros(lens.shape[0], dtype=np.float32)
     nonempty = blocks > 0
-    out[nonempty] = np.maximum.reduceat(g, bstart[:-1][nonempty], axis=0).sum(axis=1)
+    if nonempty.any():
+        out[nonempty] = np.maximum.reduceat(g, bstart[:-1][nonempty], axis=0).sum(axis=1)
     return out

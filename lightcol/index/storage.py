@@ -175,8 +175,10 @@ def open_arrays(path: str | os.PathLike[str], *, verify: bool = False) -> tuple[
         if nbytes == 0:
             a = np.empty(shape, dtype=dt)
         else:
+            # a plain ndarray view of the map: slicing a np.memmap makes a memmap object per slice
+            # (~1 us each; a search slices thousands of inverted lists)
             a = np.memmap(path, dtype=dt, mode="r", offset=info["offset"], shape=shape or (1,))
-            a = a.reshape(shape)
+            a = a.reshape(shape).view(np.ndarray)
         if verify and zlib.crc32(np.ascontiguousarray(a).tobytes()) != info["crc32"]:
             raise IndexFormatError(f"{path} is corrupted (array {name!r} checksum mismatch); rebuild the index.")
         arrays[name] = a
