@@ -334,13 +334,13 @@ def test_format_2_and_3_files_without_rotation_still_open(corpus, tmp_path, monk
 
 
 def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
-    """Small indexes decode a tenth of their documents (at least 64), large ones at most 256."""
+    """Small indexes decode a tenth of their documents (at least 64), large ones at most 512."""
     from lightcol.index.index import default_budget
 
     assert default_budget(100) == (256, 64)
     assert default_budget(1_460) == (584, 146)
-    assert default_budget(2_560) == (1024, 256)
-    assert default_budget(10_000_000) == (1024, 256)
+    assert default_budget(5_120) == (2048, 512)
+    assert default_budget(10_000_000) == (2048, 512)
     decoded: list[int] = []
     real = Index._score
     monkeypatch.setattr(Index, "_score", lambda self, q, docs, exact: decoded.append(len(docs)) or real(self, q, docs, exact))
