@@ -385,3 +385,32 @@ def test_build_with_grouped_centroids_encodes_as_add_would(corpus, tmp_path):
     np.testing.assert_array_equal(codes, ix._a["codes"][: x.shape[0]])  # noqa: SLF001
     np.testing.assert_array_equal(packed, ix._a["residuals"][: x.shape[0]])  # noqa: SLF001
     assert _recall(ix, docs, queries, n_rerank=400) >= 0.85
+
+
+def test_top_centroids_from_the_best_blocks_equal_a_full_sort():
+    """Stage 1 takes each query token's best centroids from the blocks with the best maxima (and the
+    centroids past the last whole block): the same ids and scores as sorting all of them."""
+    from lightcol.index import candidates as cand
+
+    rng = np.random.default_rng(3)
+    for k, n in [(32_768, 65), (4_096, 65), (5_003, 65), (1_000, 9), (64, 64)]:
+        s = rng.standard_normal((k, 3)).astype(np.float32)
+        ids, vals = cand._top(s, n)
+        want = np.argsort(-s.T, axis=1, kind="stable")[:, :n]
+        assert ids.tolist() == want.tolist()
+        np.testing.assert_array_equal(vals, np.take_along_axis(s.T, want, axis=1))
+
+
+def test_search_is_the_same_in_any_step_size(built, corpus, monkeypatch):
+    """Candidates are interacted, decoded and scored a few thousand tokens at a time; the steps are
+    whole documents, so any step size gives the same ranking and scores."""
+    from lightcol.index import candidates as cand
+    from lightcol.index import index as index_module
+
+    _, queries = corpus
+    want = [built.search(q, 10, **KNOBS) for q in queries[:4]]
+    monkeypatch.setattr(index_module, "_SCORE_TOKENS", 7)  # about one document per step
+    monkeypatch.setattr(cand, "_STEP_TOKENS", 3)
+    got = [built.search(q, 10, **KNOBS) for q in queries[:4]]
+    assert [[d for d, _ in r] for r in got] == [[d for d, _ in r] for r in want]
+    np.testing.assert_allclose([[s for _, s in r] for r in got], [[s for _, s in r] for r in want], rtol=1e-6)

@@ -56,14 +56,17 @@ def _top(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ``s`` is (K, nq). A plain ``argpartition`` of 32 x 32,768 scores takes ~12 ms; instead the
     centroids are cut into blocks of ``b`` (~sqrt(K / n)), and only the ``n`` blocks with the best
     maxima are partitioned: they hold the ``n`` best scores (any other block's maximum is beaten by ``n``
-    scores already). Ties at the cut may pick another of the equal centroids.
+    scores already); centroids past the last whole block are always kept. Ties at the cut may pick
+    another of the equal centroids.
     """
     k, nq = s.shape
     b = 1 << max(0, int(np.log2(max(1.0, np.sqrt(k / max(n, 1))))))
-    if b > 1 and k % b == 0 and k // b > n:
-        blocks = s.reshape(k // b, b, nq).max(axis=1).T  # (nq, k // b)
+    nb = k // b
+    if b > 1 and nb > n:
+        blocks = s[: nb * b].reshape(nb, b, nq).max(axis=1).T  # (nq, nb)
         best = np.argpartition(-blocks, n - 1, axis=1)[:, :n]  # (nq, n) block ids
         ids = (best[:, :, None] * b + np.arange(b)).reshape(nq, n * b)
+        ids = np.concatenate([ids, np.broadcast_to(np.arange(nb * b, k), (nq, k - nb * b))], axis=1)
         vals = s[ids, np.arange(nq)[:, None]]
     else:
         ids, vals = np.broadcast_to(np.arange(k), (nq, k)), np.ascontiguousarray(s.T)
