@@ -696,7 +696,7 @@ def _check_model(model: Any, meta: dict[str, Any], folder: Path) -> None:
                                      f"{model.dim}; {hint}.")
     rules = asdict(model.spec.rules)
     stored = meta["rules"]
-    diff = sorted(k for k in set(rules) | set(stored) if k != "document_length" and rules.get(k) != stored.get(k))
+    diff = model.spec.rules.differences(stored)
     if diff:
         details = ", ".join(f"{k}: {stored.get(k)!r} in the index, {rules.get(k)!r} in the model" for k in diff)
         raise IncompatibleModelError(f"{folder}: the model's tokenization rules differ ({details}); {hint}.")

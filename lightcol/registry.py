@@ -45,6 +45,12 @@ class EncodingRules:
     skiplist: bool
     lowercase: bool
 
+    def differences(self, recorded: dict[str, Any], ignore: tuple[str, ...] = ("document_length",)) -> list[str]:
+        """Names of the rules that differ from ``recorded`` (rules stored as JSON with an index), sorted;
+        ``ignore`` is skipped (by default the document length, which only truncates documents)."""
+        mine = asdict(self)
+        return sorted(k for k in set(mine) | set(recorded) if k not in ignore and mine.get(k) != recorded.get(k))
+
 
 @dataclass(frozen=True)
 class ModelSpec:

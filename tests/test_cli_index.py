@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from conftest import ONNX_DIR, random_texts
@@ -31,6 +32,28 @@ def test_build_then_search(tmp_path, capsys, model):
     assert [x["query"] for x in lines] == ["first query", "second query"]
     q = next(iter(model.query_embed(["first query"])))
     assert [r["id"] for r in lines[0]["results"]] == [d for d, _ in index.search(q, 3)]
+    assert index.rules == dataclasses.asdict(model.spec.rules) and index.dim == model.dim  # recorded at build
+
+
+def test_search_refuses_a_model_with_other_rules(tmp_path, capsys):
+    """The index records the encoding rules; a query model whose rules differ (same name) is refused."""
+    _write_jsonl(tmp_path / "docs.jsonl", n=20)
+    ix = str(tmp_path / "docs.lci")
+    assert main(["index", "build", ix, "--jsonl", str(tmp_path / "docs.jsonl"), "--model-path", str(ONNX_DIR), "-q"]) == 0
+    other = tmp_path / "other-model"
+    other.mkdir()
+    for f in ONNX_DIR.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((other / "lightcol_config.json").read_text())
+    cfg["rules"]["query_length"] = 16
+    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["index", "search", ix, "a query", "--model-path", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "other encoding rules" in err and "query_length" in err and len(err.strip().splitlines()) == 1
+    cfg["rules"]["query_length"], cfg["rules"]["document_length"] = 32, 64  # document length only: searchable
+    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    assert main(["index", "search", ix, "a query", "--model-path", str(other)]) == 0
 
 
 def test_errors_are_one_line(tmp_path, capsys):
@@ -93,6 +116,7 @@ def test_build_from_embed_parquet(tmp_path, capsys, model):
     same = Index.build(tmp_path / "in-process.lci", [f"doc{i}" for i in range(60)], model.embed(texts),
                        model=model.model_name)
     assert index.ids == same.ids and index.model == model.model_name
+    assert index.rules == dataclasses.asdict(model.spec.rules)  # from the Parquet files' metadata
     q = next(iter(model.query_embed(["first query"])))
     assert index.search(q, 5) == same.search(q, 5)  # the vectors Parquet holds are the in-process ones
     assert main(["index", "search", ix, "first query", "-k", "5", "--model-path", str(ONNX_DIR)]) == 0

@@ -414,3 +414,17 @@ def test_search_is_the_same_in_any_step_size(built, corpus, monkeypatch):
     got = [built.search(q, 10, **KNOBS) for q in queries[:4]]
     assert [[d for d, _ in r] for r in got] == [[d for d, _ in r] for r in want]
     np.testing.assert_allclose([[s for _, s in r] for r in got], [[s for _, s in r] for r in want], rtol=1e-6)
+
+
+def test_build_with_the_model_records_its_rules(model, corpus, tmp_path):
+    """``model=`` the embedding model records its name, dim and encoding rules; a name records the name."""
+    docs, _ = corpus
+    ix = Index.build(tmp_path / "m.lci", None, docs[:30], model=model, show_progress=False)
+    assert ix.model == model.model_name and ix.rules == dataclasses.asdict(model.spec.rules)
+    assert Index.open(ix.path).rules == ix.rules
+    assert Index.build(tmp_path / "n.lci", None, docs[:30], model="name", show_progress=False).rules is None
+    with pytest.raises(ShapeError, match="dim"):
+        Index.build(tmp_path / "d.lci", None, [unit_rows(np.random.default_rng(0), 5, model.dim + 1)], model=model,
+                    show_progress=False)
+    with pytest.raises(ArgumentError, match="model must be a model name"):
+        Index.build(tmp_path / "x.lci", None, docs[:30], model=3, show_progress=False)

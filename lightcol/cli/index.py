@@ -128,7 +128,7 @@ def run_build(args: argparse.Namespace) -> int:
     texts = _jsonl(args.jsonl, args.text_field, args.id_field, ids)
     index = Index.build(
         args.index, _drain_lazy(ids), model.embed(texts, batch_size=args.batch_size), nbits=args.nbits,
-        n_centroids=args.centroids, model=model.model_name, seed=args.seed, keep_full=args.keep_full,
+        n_centroids=args.centroids, model=model, seed=args.seed, keep_full=args.keep_full,
         show_progress=not args.quiet,
         extra_meta={"model_path": str(model.model_dir)} if args.model_path else None,
     )
@@ -148,6 +148,7 @@ def _build_from_parquet(args: argparse.Namespace) -> int:
     index = Index.build(
         args.index, ids, vectors, nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
         seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet,
+        extra_meta={"rules": meta["rules"]} if isinstance(meta.get("rules"), dict) else None,
     )
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits} (from {args.parquet})")
     return 0
@@ -177,6 +178,12 @@ def run_search(args: argparse.Namespace) -> int:
     model = _embedder(args, index.meta)
     if index.model is not None and model.model_name != index.model:
         raise UsageError(f"{args.index} was built with model {index.model!r}, not {model.model_name!r}")
+    if index.dim != model.dim:
+        raise UsageError(f"{args.index} holds vectors of dim {index.dim}; {model.model_name!r} gives dim {model.dim}")
+    diff = [] if index.rules is None else model.spec.rules.differences(index.rules)
+    if diff:
+        raise UsageError(f"{args.index} was built with other encoding rules than {model.model_name!r} has "
+                         f"({', '.join(diff)} differ); search with the model folder it was built with")
     out = sys.stdout
     for text, q in zip(queries, model.query_embed(queries), strict=True):
         res = index.search(q, args.k, exact=args.exact)

@@ -9,6 +9,7 @@ a side file ``<path>.full`` when built with ``keep_full=True`` and searched with
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import os
@@ -52,6 +53,19 @@ def default_budget(n_docs: int) -> tuple[int, int]:
     """
     rerank = min(DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
     return min(DEFAULTS["n_interact"], 4 * rerank), rerank
+
+
+def _model_facts(model: Any) -> tuple[str | None, int | None, dict[str, Any] | None]:
+    """Name, dim and encoding rules (JSON-able) of ``model``: a name (only the name is known) or an
+    embedding model with ``model_name``, ``dim`` and ``spec.rules`` (duck-typed: no import of it here)."""
+    if model is None or isinstance(model, str):
+        return model, None, None
+    name, dim = getattr(model, "model_name", None), getattr(model, "dim", None)
+    rules = getattr(getattr(model, "spec", None), "rules", None)
+    if not isinstance(name, str) or not isinstance(dim, int) or not dataclasses.is_dataclass(rules):
+        raise ArgumentError(f"model must be a model name or the embedding model (LateInteractionTextEmbedding); "
+                            f"got {type(model).__name__}.")
+    return name, dim, dataclasses.asdict(rules)  # type: ignore[arg-type]
 
 
 def _progress(show: bool, desc: str, unit: str) -> Any:
@@ -136,6 +150,12 @@ class Index:
         return self.meta.get("model")
 
     @property
+    def rules(self) -> dict[str, Any] | None:
+        """Encoding rules of the model the vectors came from (recorded when :meth:`build` got the model
+        itself, or the Parquet files of ``lightcol embed``); ``None`` if not recorded."""
+        return self.meta.get("rules")
+
+    @property
     def ids(self) -> list[Id]:
         return list(self._ids)
 
@@ -168,7 +188,7 @@ class Index:
         *,
         nbits: int = 2,
         n_centroids: int | None = None,
-        model: str | None = None,
+        model: str | Any | None = None,
         seed: int = 0,
         sample_tokens: int = 1 << 20,
         kmeans_iters: int = 4,
@@ -186,12 +206,15 @@ class Index:
         :param n_centroids: k-means centroids; default a power of two near ``training vectors / 32``
             (32,768 from the default sample; 4,096 for 177k vectors).
         :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128).
-        :param model: model name recorded in the index (checked by callers that embed queries).
+        :param model: the model the vectors came from, recorded in the index: its name, or the
+            embedding model itself (e.g. a ``LateInteractionTextEmbedding``: its name, dim and
+            encoding rules are recorded, see :attr:`rules`; vectors of another dim raise ``ShapeError``).
         :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
         :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
         """
         path = os.path.abspath(os.fspath(path))
-        docs = _documents(ids, embeddings, None, set(), 0)
+        model_name, model_dim, rules = _model_facts(model)
+        docs = _documents(ids, embeddings, model_dim, set(), 0)
         bar = _progress(show_progress, "index", "doc")
         # the training sample: the first sample_tokens vectors, copied once into one buffer (its pages are
         # touched only as far as it fills); the buffered documents are views of it, freed once encoded
@@ -254,7 +277,10 @@ class Index:
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
-            meta = {**(extra_meta or {}), "model": model, "seed": seed, "sample_tokens": sample_tokens, "kmeans_iters": kmeans_iters}
+            meta = {**(extra_meta or {}), "model": model_name, "seed": seed, "sample_tokens": sample_tokens,
+                    "kmeans_iters": kmeans_iters}
+            if rules is not None:
+                meta["rules"] = rules
             _finish(writer, codec, code_arr, offsets, all_ids, meta)
         except BaseException:
             writer.abort()
