@@ -55,6 +55,24 @@ EDGE_TEXTS = [
 ]
 
 
+def model_with_rules(folder: Path, **changes) -> Path:
+    """``folder``: a copy of the tiny ONNX model (made on first call) whose ``lightcol_config.json`` has
+    ``changes`` applied (``model=`` sets the name, anything else a rule); returns ``folder``."""
+    import json
+
+    if not folder.exists():
+        shutil.copytree(ONNX_DIR, folder)
+    config = folder / "lightcol_config.json"
+    cfg = json.loads(config.read_text())
+    for key, value in changes.items():
+        if key == "model":
+            cfg["model"] = value
+        else:
+            cfg["rules"][key] = value
+    config.write_text(json.dumps(cfg))
+    return folder
+
+
 def unit_rows(rng, n: int, dim: int):
     """``n`` random unit-norm float32 rows of ``dim`` (vectors shaped like ``embed``'s output)."""
     import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from conftest import ONNX_DIR, random_texts
+from conftest import ONNX_DIR, model_with_rules, random_texts
 
 from lightcol import Index
 from lightcol.cli import main
@@ -40,19 +40,12 @@ def test_search_refuses_a_model_with_other_rules(tmp_path, capsys):
     _write_jsonl(tmp_path / "docs.jsonl", n=20)
     ix = str(tmp_path / "docs.lci")
     assert main(["index", "build", ix, "--jsonl", str(tmp_path / "docs.jsonl"), "--model-path", str(ONNX_DIR), "-q"]) == 0
-    other = tmp_path / "other-model"
-    other.mkdir()
-    for f in ONNX_DIR.iterdir():
-        (other / f.name).write_bytes(f.read_bytes())
-    cfg = json.loads((other / "lightcol_config.json").read_text())
-    cfg["rules"]["query_length"] = 16
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    other = model_with_rules(tmp_path / "other-model", query_length=16)
     capsys.readouterr()
     assert main(["index", "search", ix, "a query", "--model-path", str(other)]) == 2
     err = capsys.readouterr().err
     assert "other encoding rules" in err and "query_length" in err and len(err.strip().splitlines()) == 1
-    cfg["rules"]["query_length"], cfg["rules"]["document_length"] = 32, 64  # document length only: searchable
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    model_with_rules(other, query_length=32, document_length=64)  # document length only: searchable
     assert main(["index", "search", ix, "a query", "--model-path", str(other)]) == 0
 
 

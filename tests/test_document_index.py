@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -13,7 +12,7 @@ from lightcol import DocumentIndex, maxsim
 from lightcol.document_index import DB_NAME, document_id_for
 from lightcol.splitting import split_documents
 
-from conftest import ONNX_DIR, random_texts
+from conftest import ONNX_DIR, model_with_rules, random_texts
 
 BACKENDS = ["collection", "index"]
 
@@ -178,25 +177,15 @@ def test_open_checks_the_model(tmp_path, model, texts) -> None:
     path = tmp_path / "ix"
     DocumentIndex.create(path, model, texts=texts[:2], max_document_length=32).close()
     # a copy of the model folder with other rules: refused, naming what differs
-    other = tmp_path / "other-model"
-    other.mkdir()
-    for f in ONNX_DIR.iterdir():
-        (other / f.name).write_bytes(f.read_bytes())
-    cfg = json.loads((other / "lightcol_config.json").read_text())
-    cfg["rules"]["query_length"] = 16
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    other = model_with_rules(tmp_path / "other-model", query_length=16)
     with pytest.raises(lightcol.IncompatibleModelError, match="query_length: 32 in the index, 16 in the model"):
         DocumentIndex.open(path, model=other)
-    cfg["rules"]["query_length"] = 32
-    cfg["rules"]["document_length"] = 24
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    model_with_rules(other, query_length=32, document_length=24)
     with pytest.raises(lightcol.IncompatibleModelError, match="passages of up to 32 tokens"):
         DocumentIndex.open(path, model=str(other))
-    cfg["rules"]["document_length"] = 48  # longer documents: compatible
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    model_with_rules(other, document_length=48)  # longer documents: compatible
     assert len(DocumentIndex.open(path, model=other)) == 2
-    cfg["model"] = "someone/else"
-    (other / "lightcol_config.json").write_text(json.dumps(cfg))
+    model_with_rules(other, model="someone/else")
     with pytest.raises(lightcol.IncompatibleModelError, match="built with model 'lightcol/tiny-colbert'"):
         DocumentIndex.open(path, model=other)
 
