@@ -428,3 +428,26 @@ def test_build_with_the_model_records_its_rules(model, corpus, tmp_path):
                     show_progress=False)
     with pytest.raises(ArgumentError, match="model must be a model name"):
         Index.build(tmp_path / "x.lci", None, docs[:30], model=3, show_progress=False)
+
+
+def test_inverted_lists_built_in_steps_equal_one_sort(monkeypatch):
+    """build_ivf works in steps of whole documents and places pairs by a counting sort: the same lists
+    as sorting every distinct (centroid, document) pair at once, for any step size (empty documents too)."""
+    from lightcol.index import candidates as cand
+
+    rng = np.random.default_rng(11)
+    lens = rng.integers(0, 40, size=300)
+    lens[[0, 17, 299]] = 0
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    codes = rng.integers(0, 50, size=int(offsets[-1])).astype(np.uint16)
+    doc_of = np.repeat(np.arange(lens.shape[0]), lens)
+    pairs = sorted({(int(c), int(d)) for c, d in zip(codes.tolist(), doc_of.tolist(), strict=True)})
+    want_docs = [d for _, d in pairs]
+    want_offsets = np.searchsorted([c for c, _ in pairs], np.arange(51))
+    for step in (1, 7, 100, 1 << 22):
+        monkeypatch.setattr(cand, "_IVF_STEP", step)
+        docs, ivf_offsets = cand.build_ivf(codes, offsets, 50)
+        assert docs.dtype == np.int32 and ivf_offsets.tolist() == want_offsets.tolist()
+        assert docs.tolist() == want_docs
+    docs, ivf_offsets = cand.build_ivf(np.empty(0, np.uint16), np.zeros(1, np.int64), 4)
+    assert docs.shape == (0,) and ivf_offsets.tolist() == [0, 0, 0, 0, 0]
