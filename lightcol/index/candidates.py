@@ -15,6 +15,8 @@ the layout stage 2 gathers rows of. Three stages, each on fewer documents:
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 __all__ = ["build_ivf", "centroid_scores", "probe", "interact", "token_ranges", "token_steps"]
@@ -40,7 +42,7 @@ def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> tuple
     vectors: ~6 GB), not a sort of one int64 key per vector (~15 GB).
     """
     lens = np.diff(offsets)
-    parts: list[tuple[np.ndarray, np.ndarray] | None] = []
+    parts: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque()
     counts = np.zeros(n_centroids, dtype=np.int64)
     for a, b in token_steps(lens, _IVF_STEP):
         n = b - a
@@ -53,10 +55,8 @@ def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> tuple
     np.cumsum(counts, out=ivf_offsets[1:])
     docs = np.empty(int(ivf_offsets[-1]), dtype=np.int32)
     cursor = ivf_offsets[:-1].copy()  # where each centroid's next documents go
-    for i, part in enumerate(parts):
-        assert part is not None
-        cent, doc = part
-        parts[i] = None  # freed as placed
+    while parts:
+        cent, doc = parts.popleft()  # freed as placed
         step = np.bincount(cent, minlength=n_centroids)
         first = np.zeros(n_centroids, dtype=np.int64)  # where each centroid's run starts in this step
         np.cumsum(step[:-1], out=first[1:])
