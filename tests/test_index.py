@@ -244,6 +244,20 @@ def test_codec_encodes_each_subvector_to_its_nearest_codeword():
     np.testing.assert_allclose(c.decode(codes, packed), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
 
 
+@pytest.mark.parametrize(("dim", "nbits"), [(32, 1), (32, 2), (32, 4), (32, 8), (288, 8)])
+def test_codec_decodes_the_centroid_plus_each_bytes_codeword(dim, nbits):
+    """Decoding is the centroid plus the codeword of every residual byte, re-normalised, for every
+    code size (288 dims at nbits=8: more than 65,536 table entries, the index arithmetic widens)."""
+    rng = np.random.default_rng(4)
+    m = dim * nbits // 8
+    books = rng.standard_normal((m, 256, dim // m)).astype(np.float32)
+    c = _codec.Codec(unit_rows(rng, 40, dim), books, nbits)
+    codes = rng.integers(0, 40, 500).astype(np.uint16)
+    packed = rng.integers(0, 256, (500, m)).astype(np.uint8)
+    want = c.centroids[codes] + books[np.arange(m)[None, :], packed].reshape(500, dim)
+    np.testing.assert_allclose(c.decode(codes, packed), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+
+
 def test_codec_rotation_is_orthogonal_and_keeps_scores():
     """The codec's rotation is orthogonal: rotated queries and documents score as the originals do, and
     every sub-space gets axes of similar variance (the greedy deal), not the top axes in one."""
