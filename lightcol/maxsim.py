@@ -44,6 +44,12 @@ _LIST_BLOCK_BYTES = 1 << 20
 _MAX_BLOCK_TOKENS = 65536
 # Query rows processed together by score_many (more rows are processed in several passes).
 _MAX_QUERY_ROWS = 4096
+# A product of at most this many query rows and block tokens is taken token-major, ``block @ q.T``
+# (tokens, rows), and max-reduced along its contiguous rows: for one 32-token query and a 4,096-token
+# block 0.50 vs 0.67 ms at 1 thread, 0.34 vs 0.39 at 2 (the index's rerank steps). Larger products
+# stay query-major, ``q @ block.T``: at 16,384+ tokens token-major loses at 2 threads (1.9 vs 1.5 ms).
+_TOKEN_MAJOR_ROWS = 64
+_TOKEN_MAJOR_TOKENS = 8192
 
 _F16_SCALE = np.float32(2.0**112)  # float16 bits << 13 read as float32 = value * 2**-112
 _F16_MASK = np.int32(-0x70002000)  # 0x8FFFE000: sign bit, exponent and mantissa of the shifted half
@@ -389,6 +395,11 @@ def _check_block_tokens(block_tokens: int | None, query_rows: int, docs: Any = N
     return _validate.integer("block_tokens", block_tokens, minimum=1)  # type: ignore[return-value]
 
 
+def _token_major(rows: int, tokens: int) -> bool:
+    """Whether a product of ``rows`` query rows and ``tokens`` vectors is taken token-major."""
+    return rows <= _TOKEN_MAJOR_ROWS and tokens <= _TOKEN_MAJOR_TOKENS
+
+
 def _score_into(
     q: np.ndarray,
     q_offsets: np.ndarray | None,
@@ -425,20 +436,26 @@ def _score_into(
         return np.add.reduceat(m, q_sum_starts, axis=0)
 
     def product(t0: int, t1: int) -> np.ndarray:
+        """Similarities (rows, m) of the query rows to vectors ``t0:t1``; a transposed view when the
+        product is small enough to be taken token-major (:data:`_TOKEN_MAJOR_ROWS`)."""
         m = t1 - t0
-        s = prod[: rows * m].reshape(rows, m)
+        token_major = _token_major(rows, m)
+        s = prod[: rows * m].reshape((m, rows) if token_major else (rows, m))
         if listed:
-            np.matmul(q, docs.block(t0, t1).T, out=s)  # type: ignore[union-attr]
-            return s
-        blk = vectors[t0:t1]
-        if half:
-            c = conv[: m * dim].reshape(m, dim)
-            np.copyto(c, blk.view(np.int16))  # sign-extending cast
-            np.left_shift(c, 13, out=c)
-            np.bitwise_and(c, _F16_MASK, out=c)
-            blk = c.view(np.float32)
-            if scale_block:
-                np.multiply(blk, _F16_SCALE, out=blk)
+            blk = docs.block(t0, t1)  # type: ignore[union-attr]
+        else:
+            blk = vectors[t0:t1]
+            if half:
+                c = conv[: m * dim].reshape(m, dim)
+                np.copyto(c, blk.view(np.int16))  # sign-extending cast
+                np.left_shift(c, 13, out=c)
+                np.bitwise_and(c, _F16_MASK, out=c)
+                blk = c.view(np.float32)
+                if scale_block:
+                    np.multiply(blk, _F16_SCALE, out=blk)
+        if token_major:
+            np.matmul(blk, q.T, out=s)
+            return s.T
         np.matmul(q, blk.T, out=s)
         return s
 
@@ -454,7 +471,10 @@ def _score_into(
             if where.shape[0] == 0:
                 continue
         s = product(t0, t1)
-        m = np.maximum.reduceat(s, starts, axis=1)
+        if _token_major(rows, t1 - t0):  # maxima along the contiguous rows of the (tokens, rows) product
+            m = np.maximum.reduceat(s.T, starts, axis=0).T
+        else:
+            m = np.maximum.reduceat(s, starts, axis=1)
         if where is None:
             out[:, i:j] = reduce_queries(m)
         else:
