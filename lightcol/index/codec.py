@@ -28,7 +28,7 @@ from lightcol import _kmeans
 from lightcol._kmeans import add_rows, assign, spherical_kmeans
 from lightcol.errors import ArgumentError
 
-__all__ = ["Codec", "train", "auto_centroids"]
+__all__ = ["Codec", "train", "train_books", "auto_centroids"]
 
 _NEAREST_BYTES = 1 << 20  # (rows, 256) score matrix of one codebook step: cache-sized is ~10x faster
 _BOOK = 256  # codewords per sub-space: one byte per stored sub-vector
@@ -155,18 +155,23 @@ def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, see
     c = spherical_kmeans(x, k, iters, rng)
     pick = np.sort(rng.choice(x.shape[0], size=min(_PQ_SAMPLE, x.shape[0]), replace=False))
     m = x.shape[1] * nbits // 8
-    sub = x.shape[1] // m
     rot = _balanced_rotation(x[pick] - c[assign(x[pick], c)], m)
     # centroids are stored as float16: use the rounded values from the start so encode == decode
     c = (c @ rot).astype(np.float16).astype(np.float32)
     xr = x[pick] @ rot
     groups = _kmeans.group(c)
     r = xr - c[assign(xr, c, groups)]
-    books = np.stack([_lloyd(np.ascontiguousarray(r[:, j * sub : (j + 1) * sub]), _BOOK, _PQ_ITERS, rng)
-                      for j in range(m)])
-    codec = Codec(c, books, nbits, rot)
+    codec = Codec(c, train_books(r, m, rng), nbits, rot)
     codec.__dict__["groups"] = groups  # the cached property's value, already made: encode does not group again
     return codec
+
+
+def train_books(r: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Residual codebooks (m, 256, dim // m) float32: k-means of each of the ``m`` consecutive
+    sub-vectors of residuals ``r`` (n, dim), already in the codec's rotated space."""
+    sub = r.shape[1] // m
+    return np.stack([_lloyd(np.ascontiguousarray(r[:, j * sub : (j + 1) * sub]), _BOOK, _PQ_ITERS, rng)
+                     for j in range(m)])
 
 
 def _balanced_rotation(r: np.ndarray, m: int) -> np.ndarray:
