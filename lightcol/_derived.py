@@ -177,7 +177,7 @@ def ensure(
     if not targets:
         raise ModelLoadError(
             f"cannot write the {kind} variant of {source}: neither {' nor '.join(str(c.parent) for c in candidates)} "
-            "is writable; pass cache_dir= (or set LIGHTCOL_CACHE_PATH) to a writable folder, or run "
+            "is writable; set LIGHTCOL_CACHE_PATH or pass cache_dir= to a writable folder, or run "
             f"'{command}' where it can write."
         )
     if lock is None:

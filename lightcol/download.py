@@ -309,7 +309,7 @@ def _translate(exc: Exception, spec: ModelSpec, repo: str, revision: str, filena
     if status == 401:
         return False, RepoAccessError(
             f"401 Unauthorized from the hub for {where}: a token is missing or invalid (the repository is private "
-            "or gated, or does not exist). Set HF_TOKEN or pass token=... (CLI: --token) with a token that can read it."
+            "or gated, or does not exist). Set HF_TOKEN or pass token=... with a token that can read it."
         )
     if status == 403:
         return False, RepoAccessError(
@@ -644,10 +644,10 @@ def export_model_folder(
     other files would be mixed with the model's; ``force=True`` writes into it anyway.
     """
     if not os.fspath(to).strip():
-        raise ArgumentError("the destination folder is empty (''); give a folder path, e.g. --to ./model.")
+        raise ArgumentError("the destination folder to='' is empty; give a folder path.")
     dest = Path(to).expanduser().absolute()
     if dest.exists() and not dest.is_dir():
-        raise DownloadError(f"--to {dest} exists and is not a folder.")
+        raise DownloadError(f"the destination {dest} exists and is not a folder.")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         try:
             held = read_folder_config(dest)
@@ -656,8 +656,8 @@ def export_model_folder(
         if held is None or held.model.lower() != spec.model.lower():
             what = f"model {held.model!r}" if held is not None else "other files"
             raise DownloadError(
-                f"--to {dest} is not empty and holds {what}, not {spec.model!r}; writing there would mix the files. "
-                "Choose an empty or new folder, or pass --force (force=True) to write into it anyway."
+                f"the destination {dest} is not empty and holds {what}, not {spec.model!r}; writing there would mix the "
+                "files. Choose an empty or new folder, or pass force=True to write into it anyway."
             )
     source = resolve_model_dir(
         spec, cache_dir=cache_dir, local_files_only=local_files_only, token=token, verify_hash=True

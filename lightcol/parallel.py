@@ -103,7 +103,7 @@ def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
         raise WorkerError(
             f"{len(dead)} of {len(procs)} embedding worker process(es) died ({codes}); a negative code is "
             "the signal that killed it (-9: killed, often out of memory). Use fewer workers "
-            "(parallel=N) or a smaller batch_size, or parallel=None to embed in-process."
+            "(parallel=N), a smaller batch_size=N, or parallel=None to embed in-process."
         )
 
 

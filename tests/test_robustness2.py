@@ -432,7 +432,7 @@ def test_download_to_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(lightcol.DownloadError, match="not empty.*--force"):
+    with pytest.raises(lightcol.DownloadError, match="not empty.*force=True"):
         download.export_model_folder(spec, other, local_files_only=True)
     shutil.copytree(ONNX_DIR, tmp_path / "tiny")  # holds another model
     with pytest.raises(lightcol.DownloadError, match="lightcol/tiny-colbert"):

@@ -6,7 +6,7 @@ import argparse
 import signal
 from typing import Any
 
-from lightcol.cli import UsageError
+from lightcol.cli import UsageError, int_at_least
 
 _DESCRIPTION = (
     "Embed the texts of INPUT files (.txt: one text per line; .jsonl; .csv with a header; .parquet) into Parquet "
@@ -28,26 +28,26 @@ def register(sub: Any) -> None:
     p.add_argument("--id-field", default=None, metavar="FIELD",
                    help="field/column holding the id, required in every record (default: 'id' where a file's first "
                         "record or header has it, else the row number, 0-based across all inputs)")
-    p.add_argument("--batch-size", type=int, default=256, help="most texts per ONNX Runtime call (default 256)")
-    p.add_argument("--parallel", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_at_least(1), default=256, help="most texts per ONNX Runtime call (default 256)")
+    p.add_argument("--parallel", type=int_at_least(0), default=None, metavar="N",
                    help="N worker processes (0: one per core); default: in-process")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (with --ray: per actor, default 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="ONNX Runtime threads (with --ray: per actor, default 1)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32", help="stored vectors (default float32)")
     p.add_argument("--quantized", action="store_true", help="use the model's int8 variant")
-    p.add_argument("--pool-factor", type=int, default=1, help="token pooling factor (default 1: off)")
-    p.add_argument("--protected-tokens", type=int, default=1, help="leading vectors kept unpooled (default 1)")
+    p.add_argument("--pool-factor", type=int_at_least(1), default=1, help="token pooling factor (default 1: off)")
+    p.add_argument("--protected-tokens", type=int_at_least(0), default=1, help="leading vectors kept unpooled (default 1)")
     p.add_argument("--muvera", nargs="?", const="recommended", default=None, metavar="recommended|fastembed|FILE",
                    help="add a 'muvera' column of MUVERA encodings: lightcol's recommended or FastEmbed's default "
                         "random setting, or a saved encoder (Muvera.save, e.g. a fitted one) (default: recommended)")
     p.add_argument("--queries", action="store_true", help="embed the texts as queries")
-    p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
+    p.add_argument("--shard-size", type=int_at_least(1), default=None, metavar="ROWS",
                    help="input rows per output shard (default 65536)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="a bad record: stop with an error naming file and line (default), or skip it and list it "
                         "in OUT/_skipped.jsonl")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run the embedding on a Ray cluster ('auto': the running one; 'local': start one here)")
-    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+    p.add_argument("--ray-actors", type=int_at_least(1), default=None, metavar="N",
                    help="with --ray: model actors (default: the cluster's CPUs / threads)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
     p.set_defaults(run=run)
