@@ -107,7 +107,30 @@ def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
         )
 
 
-def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str, Any]:
+def _release_semaphore_names(*queues: Any) -> None:
+    """Unlink the named semaphores of ``queues`` once every worker has opened them.
+
+    Each process keeps its own handle, so the semaphores keep working; with no name left, nothing
+    outlives the processes however they end: a killed caller no longer leaves them to the resource
+    tracker, which cleans them up with a "leaked semaphore objects" warning at shutdown. Done by
+    running multiprocessing's own finalizer of each semaphore (unlink, unregister) early; where its
+    internals differ, the names are left to multiprocessing as before.
+    """
+    from multiprocessing import util
+
+    try:
+        locks = [lock for q in queues for lock in (q._rlock, q._wlock, q._sem) if lock is not None]
+        finalizers = list(util._finalizer_registry.values())
+    except AttributeError:
+        return
+    for f in finalizers:
+        ref = getattr(f, "_weakref", None)
+        target = ref() if ref is not None else None
+        if target is not None and any(target is lock for lock in locks):
+            f()
+
+
+def _receive(outbox: Any, procs: list[Any], started: set[int], inbox: Any = None) -> tuple[int, str, Any]:
     # Workers only exit when told to, so any exit during the run is a failure, even one that
     # lost no chunk: checked before every result, not only while the results stall.
     while True:
@@ -118,6 +141,8 @@ def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str
             continue
         if item[1] == "started":
             started.add(item[2])
+            if len(started) == len(procs) and inbox is not None:  # every worker has opened the queues
+                _release_semaphore_names(inbox, outbox)
             continue
         _check_alive(procs, started)
         return item
@@ -186,7 +211,7 @@ def embed_documents(
                     source_error, exhausted = error, True
             if done == sent:
                 break
-            chunk_id, status, payload = _receive(outbox, procs, started)
+            chunk_id, status, payload = _receive(outbox, procs, started, inbox)
             if status != "ok":
                 raise WorkerError(f"an embedding worker process failed:\n{payload}")
             pending[chunk_id] = payload

@@ -191,6 +191,48 @@ def test_workers_exit_when_parent_is_killed(tmp_path: Path) -> None:
     assert not left, f"workers {left} outlived their parent"
 
 
+_KILL_WORKER_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import multiprocessing as mp
+from lightcol import LateInteractionTextEmbedding
+from lightcol.errors import WorkerError
+if __name__ == "__main__":
+    m = LateInteractionTextEmbedding(specific_model_path={model!r}, cuda=False)
+    it = m.embed(iter(["some text"] * 100000), batch_size=8, parallel=2)
+    next(it)
+    os.kill(mp.active_children()[0].pid, signal.SIGKILL)
+    try:
+        for _ in it:
+            pass
+    except WorkerError:
+        print("WorkerError", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
+@pytest.mark.parametrize("killed", ["worker", "caller"])
+def test_no_leaked_semaphores_when_a_process_is_killed(tmp_path: Path, killed: str) -> None:
+    """The queues' named semaphores are unlinked once the workers have opened them: the resource
+    tracker (which shares the caller's stderr and outlives it) finds nothing to clean up."""
+    script = tmp_path / "kill.py"
+    template = _KILL_WORKER_SCRIPT if killed == "worker" else _ORPHAN_SCRIPT
+    script.write_text(template.format(root=str(ROOT), model=str(ONNX_DIR)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if killed == "caller":
+            assert len(proc.stdout.readline().split()) >= 2  # the workers are running
+            time.sleep(0.5)  # ... and have reported in
+            os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)  # EOF: the workers and the tracker have exited too
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if killed == "worker":
+        assert proc.returncode == 0 and out.strip() == "WorkerError", out + err
+    assert "leaked semaphore" not in err and "resource_tracker" not in err, err
+
+
 # ---------------------------------------------------------------- 6. any whitespace takes the fast path
 SEPARATORS = {
     "space": " ", "newline": "\n", "crlf": "\r\n", "tab": "\t", "nbsp": "\xa0", "em space": "\u2003",
