@@ -487,7 +487,7 @@ def test_cli_download_to_empty_string_is_an_error(capsys) -> None:
     from lightcol.cli import main
 
     assert main(["download", "colbert-ir/colbertv2.0", "--to", ""]) != 0
-    assert "destination folder is empty" in capsys.readouterr().err
+    assert "destination folder --to '' is empty" in capsys.readouterr().err
 
 
 def test_worker_init_gets_absolute_paths(tmp_path: Path, monkeypatch) -> None:
