@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lightcol import _derived
+from lightcol._cache_dir import CACHE_ENV, default_cache_dir, resolve_cache_dir  # noqa: F401 - part of this module's API
 from lightcol.errors import (
     ArgumentError,
     DownloadError,
@@ -52,7 +53,6 @@ __all__ = [
     "export_model_folder",
 ]
 
-CACHE_ENV = "LIGHTCOL_CACHE_PATH"
 RETRIES_ENV = "LIGHTCOL_DOWNLOAD_RETRIES"
 BACKOFF_ENV = "LIGHTCOL_DOWNLOAD_BACKOFF"
 DEFAULT_RETRIES = 3
@@ -65,24 +65,6 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 # --------------------------------------------------------------------------------------------------- locations
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/lightcol`` if ``XDG_CACHE_HOME`` is set, else ``~/.cache/lightcol``."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "lightcol"
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    """``cache_dir`` if given, else ``$LIGHTCOL_CACHE_PATH``, else :func:`default_cache_dir` (absolute)."""
-    if cache_dir is not None and str(cache_dir) != "":
-        chosen = Path(cache_dir)
-    elif os.environ.get(CACHE_ENV):
-        chosen = Path(os.environ[CACHE_ENV])
-    else:
-        chosen = default_cache_dir()
-    return chosen.expanduser().absolute()
-
-
 def _repo_id(spec: ModelSpec) -> str:
     repo = spec.hf_repo
     if not repo:

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -52,14 +52,13 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _worker(init: dict[str, Any], inbox: Any, outbox: Any, parent_pid: int | None = None) -> None:
+def _worker(make_model: Callable[..., Any], init: dict[str, Any], inbox: Any, outbox: Any,
+            parent_pid: int | None = None) -> None:
     outbox.put((-2, "started", os.getpid()))
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="lightcol-parent-watch").start()
     try:
-        from lightcol.embedding import LateInteractionTextEmbedding
-
-        model = LateInteractionTextEmbedding(**init)
+        model = make_model(**init)
     except BaseException as e:  # noqa: BLE001 - reported to the caller
         outbox.put((-1, "error", f"worker could not load the model: {type(e).__name__}: {e}"))
         return
@@ -170,6 +169,7 @@ def _shutdown(procs: list[Any], inbox: Any, outbox: Any) -> None:
 
 
 def embed_documents(
+    make_model: Callable[..., Any],
     init: dict[str, Any],
     windows: Iterator[tuple[list[str], BaseException | None]],
     workers: int,
@@ -179,7 +179,8 @@ def embed_documents(
 ) -> Iterator[np.ndarray]:
     """Vectors of every text of ``windows`` (see ``embedding._windows``), in order, from ``workers`` processes.
 
-    ``init`` holds the keyword arguments that open the model in a worker.
+    Each worker opens its model as ``make_model(**init)`` (the embedding class, sent by reference:
+    picklable) and embeds with its ``_embed_documents``.
     """
     if getattr(mp.process.current_process(), "_inheriting", False):
         # We are a spawned worker re-importing the caller's main script, which has no main guard.
@@ -187,8 +188,8 @@ def embed_documents(
     ctx = mp.get_context("spawn")
     inbox, outbox = ctx.Queue(), ctx.Queue()
     parent = os.getpid()
-    procs = [ctx.Process(target=_worker, args=(init, inbox, outbox, parent), daemon=True, name=f"lightcol-worker-{i}")
-             for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(make_model, init, inbox, outbox, parent), daemon=True,
+                         name=f"lightcol-worker-{i}") for i in range(workers)]
     started: set[int] = set()
     for p in procs:
         p.start()
