@@ -13,7 +13,7 @@ import importlib
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from lightcol.errors import LightcolError, RegistryError, UnknownModelError
 
@@ -99,22 +99,6 @@ def in_cli_terms(message: str, args: argparse.Namespace | None = None) -> str:
 
     text = _ADVICE.sub(flag, message)
     return re.sub(r"\s+([.,;)])", r"\1", re.sub(r"\(\s*\)", "", text))
-
-
-def int_at_least(minimum: int) -> Any:
-    """An argparse ``type``: an int >= ``minimum``; argparse's message then names the flag."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"int >= {minimum}"
-    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:

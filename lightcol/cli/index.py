@@ -17,7 +17,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from lightcol.cli import UsageError, fail, int_at_least
+from lightcol.cli import UsageError, fail
+from lightcol.cli._options import add_model_options, add_quiet, int_at_least
 
 
 def register(sub: Any) -> None:
@@ -51,13 +52,13 @@ def register(sub: Any) -> None:
     b.add_argument("--no-split", action="store_true",
                    help="--documents: one passage per document (truncated at the model's document length)")
     b.add_argument("--overwrite", action="store_true", help="--documents: replace a document index in INDEX")
-    _model_args(b)
+    add_model_options(b)
     b.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4, 8), help="residual bits per dimension (default 2)")
     b.add_argument("--centroids", type=int_at_least(1), default=None, metavar="N", help="k-means centroids (default: automatic)")
     b.add_argument("--seed", type=int, default=0, help="seed of the codec training (default 0)")
     b.add_argument("--keep-full", action="store_true", help="also keep float16 vectors in INDEX.full (search --exact)")
     b.add_argument("--batch-size", type=int_at_least(1), default=64, help="texts per ONNX Runtime call (default 64)")
-    b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_quiet(b)
     b.set_defaults(run=run_build)
     s = cmds.add_parser("search", help="search an index with text queries; prints one JSON line per query",
                         description="Embed each QUERY (or each line of --queries-file) and print "
@@ -70,15 +71,8 @@ def register(sub: Any) -> None:
     s.add_argument("--exact", action="store_true", help="final scores from the full-precision side file")
     s.add_argument("--by-document", action="store_true",
                    help="document index: each document once, scored by its best passage")
-    _model_args(s, default_from_index=True)
+    add_model_options(s, default_from_index=True)
     s.set_defaults(run=run_search)
-
-
-def _model_args(p: argparse.ArgumentParser, default_from_index: bool = False) -> None:
-    extra = " (default: the model the index was built with)" if default_from_index else ""
-    p.add_argument("--model", metavar="NAME", help=f"model name from 'lightcol models'{extra}")
-    p.add_argument("--model-path", metavar="DIR", help=f"local model folder{extra}")
-    p.add_argument("--threads", type=int_at_least(1), default=None, help="ONNX Runtime threads")
 
 
 def _embedder(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> Any:
