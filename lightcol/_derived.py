@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightcol._cache_dir import resolve_cache_dir
 from lightcol.errors import ModelLoadError
 
 #: Bytes hashed at each of three places (start, middle, end) of a source file for its fingerprint.
@@ -126,8 +127,6 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def _candidates(source: Path, key: str, name: str, cache_dir: str | os.PathLike[str] | None, beside: bool) -> list[Path]:
-    from lightcol.download import resolve_cache_dir
-
     out = []
     if beside:
         out.append(source.parent / name)
@@ -177,12 +176,10 @@ def ensure(
     if not targets:
         raise ModelLoadError(
             f"cannot write the {kind} variant of {source}: neither {' nor '.join(str(c.parent) for c in candidates)} "
-            "is writable; pass cache_dir= (or set LIGHTCOL_CACHE_PATH) to a writable folder, or run "
+            "is writable; set LIGHTCOL_CACHE_PATH or pass cache_dir= to a writable folder, or run "
             f"'{command}' where it can write."
         )
     if lock is None:
-        from lightcol.download import resolve_cache_dir
-
         locks = resolve_cache_dir(cache_dir) / ".locks" / "derived"
         lock = (locks if writable_dir(locks) else targets[0].parent) / f"{key}.lock"
     with file_lock(lock):

@@ -3,15 +3,12 @@ object users reach into (``embedding.model.model``) and constructor keywords tha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import onnxruntime as ort
 
 from lightcol import session as _session
 from lightcol.errors import ArgumentError
-
-if TYPE_CHECKING:
-    from lightcol.embedding import LateInteractionTextEmbedding
 
 
 def session_keywords(kwargs: dict[str, Any], options: _session.SessionOptionsLike | None) -> _session.SessionOptionsLike | None:
@@ -46,7 +43,8 @@ class ModelHandle:
     tokenizer; every other attribute is the session's (``embedding.model.run(...)``,
     ``.get_inputs()``), opening it if ``lazy_load=True`` deferred it."""
 
-    def __init__(self, owner: LateInteractionTextEmbedding) -> None:
+    def __init__(self, owner: Any) -> None:
+        """``owner``: the ``LateInteractionTextEmbedding`` whose model this is."""
         self._owner = owner
 
     @property

@@ -59,6 +59,8 @@ class MultiVectorCollection:
         self._ids: list[Id] = []
         self._id_set: set[Id] | None = set()
         self._packed: PackedDocuments | None = None
+        #: positions of the documents with non-finite stored values (None: not checked yet, after load)
+        self._nonfinite: np.ndarray | None = np.empty(0, dtype=np.int64)
 
     # ------------------------------------------------------------------------------------------
     # properties
@@ -231,13 +233,15 @@ class MultiVectorCollection:
     ) -> list[tuple[Id, float]]:
         """Top ``k`` documents for one (n_query_tokens, dim) query: ``[(id, score), ...]``, best first.
 
-        A document whose stored vectors were corrupted to NaN scores NaN and ranks last.
+        A document whose stored vectors hold NaN or infinite values (damage in a loaded file) scores
+        NaN and ranks last, with a :class:`~lightcol.errors.NonFiniteWarning` naming it; find them
+        all with :meth:`nonfinite_ids`.
         """
         k = _validate.k(k)
         if self._n_docs == 0:
             self._check_empty_query(query, block_tokens)
             return []
-        idx, scores = maxsim.rank(query, self.packed, k, block_tokens=block_tokens)
+        idx, scores = maxsim.top_k(self._scores(maxsim.score(query, self.packed, block_tokens=block_tokens)), k)
         return [(self._ids[i], float(s)) for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
 
     def search_many(
@@ -250,7 +254,9 @@ class MultiVectorCollection:
             for q in queries:
                 self._check_empty_query(q, block_tokens)
             return [[] for _ in queries]
-        idx, scores = maxsim.rank_many(queries, self.packed, k, block_tokens=block_tokens)
+        idx, scores = maxsim._top_k_many(
+            self._scores(maxsim.score_many(queries, self.packed, block_tokens=block_tokens)), k
+        )
         ids = self._ids
         return [
             [(ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True)]
@@ -258,11 +264,39 @@ class MultiVectorCollection:
         ]
 
     def score(self, query: npt.ArrayLike, *, block_tokens: int | None = None) -> np.ndarray:
-        """MaxSim score of every document (insertion order) for one query, shape (len(self),)."""
+        """MaxSim score of every document (insertion order) for one query, shape (len(self),).
+
+        NaN for a document whose stored vectors hold NaN or infinite values (see :meth:`nonfinite_ids`).
+        """
         if self._n_docs == 0:
             self._check_empty_query(query, block_tokens)
             return np.empty(0, dtype=np.float32)
-        return maxsim.score(query, self.packed, block_tokens=block_tokens)
+        return self._scores(maxsim.score(query, self.packed, block_tokens=block_tokens))
+
+    def nonfinite_ids(self) -> list[Id]:
+        """Ids of the documents whose stored vectors hold NaN or infinite values (insertion order).
+
+        :meth:`add` refuses such vectors, so only a loaded file can hold them (damaged on disk, or
+        changed under a memory map). They score NaN and rank last; re-create the collection from
+        the source documents, leaving out or re-embedding these. Checked once per loaded collection
+        (one pass over the vectors, done by the first search otherwise).
+        """
+        return [self._ids[i] for i in self._nonfinite_positions().tolist()]
+
+    def _nonfinite_positions(self) -> np.ndarray:
+        if self._nonfinite is None:
+            self._nonfinite = maxsim.nonfinite_documents(self.packed) if self._n_docs else np.empty(0, np.int64)
+        return self._nonfinite
+
+    def _scores(self, scores: np.ndarray) -> np.ndarray:
+        """``scores`` (n_docs,) or (n_queries, n_docs) with NaN for the damaged documents, which are named
+        in a warning: whatever their score (+inf, or finite when the max skipped a -inf), they rank last."""
+        bad = self._nonfinite_positions()
+        if bad.shape[0]:
+            scores[..., bad] = np.nan
+            maxsim._warn_nonfinite(scores, self._ids.__getitem__, stacklevel=4,
+                                   hint=" List them all with MultiVectorCollection.nonfinite_ids().")
+        return scores
 
     def _check_empty_query(self, query: npt.ArrayLike, block_tokens: int | None) -> None:
         """Validate a query against an empty collection as a non-empty one would (dim when known)."""
@@ -373,6 +407,7 @@ class MultiVectorCollection:
         self._n_tokens = int(offsets[-1])
         self._ids = ids
         self._id_set = None
+        self._nonfinite = None  # checked on first use: a memory map is not read at load
         return self
 
 

@@ -156,7 +156,7 @@ class DocumentIndex:
             raise ArgumentError(
                 "max_document_length and overlap_tokens apply to split documents; set split_documents=True."
             )
-        limit = splitting.passage_budget(model, max_document_length)
+        limit = splitting.passage_budget(model, max_document_length, "max_document_length")
         overlap = _validate.integer("overlap_tokens", overlap_tokens, minimum=0)
         if overlap is not None and overlap >= limit - splitting.SPECIAL_TOKENS:
             raise ArgumentError(f"overlap_tokens={overlap} must be less than the {limit - splitting.SPECIAL_TOKENS} "

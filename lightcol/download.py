@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lightcol import _derived
+from lightcol._cache_dir import CACHE_ENV, default_cache_dir, resolve_cache_dir  # noqa: F401 - part of this module's API
 from lightcol.errors import (
     ArgumentError,
     DownloadError,
@@ -52,7 +53,6 @@ __all__ = [
     "export_model_folder",
 ]
 
-CACHE_ENV = "LIGHTCOL_CACHE_PATH"
 RETRIES_ENV = "LIGHTCOL_DOWNLOAD_RETRIES"
 BACKOFF_ENV = "LIGHTCOL_DOWNLOAD_BACKOFF"
 DEFAULT_RETRIES = 3
@@ -65,24 +65,6 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 # --------------------------------------------------------------------------------------------------- locations
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/lightcol`` if ``XDG_CACHE_HOME`` is set, else ``~/.cache/lightcol``."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "lightcol"
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    """``cache_dir`` if given, else ``$LIGHTCOL_CACHE_PATH``, else :func:`default_cache_dir` (absolute)."""
-    if cache_dir is not None and str(cache_dir) != "":
-        chosen = Path(cache_dir)
-    elif os.environ.get(CACHE_ENV):
-        chosen = Path(os.environ[CACHE_ENV])
-    else:
-        chosen = default_cache_dir()
-    return chosen.expanduser().absolute()
-
-
 def _repo_id(spec: ModelSpec) -> str:
     repo = spec.hf_repo
     if not repo:
@@ -309,7 +291,7 @@ def _translate(exc: Exception, spec: ModelSpec, repo: str, revision: str, filena
     if status == 401:
         return False, RepoAccessError(
             f"401 Unauthorized from the hub for {where}: a token is missing or invalid (the repository is private "
-            "or gated, or does not exist). Set HF_TOKEN or pass token=... (CLI: --token) with a token that can read it."
+            "or gated, or does not exist). Set HF_TOKEN or pass token=... with a token that can read it."
         )
     if status == 403:
         return False, RepoAccessError(
@@ -644,10 +626,10 @@ def export_model_folder(
     other files would be mixed with the model's; ``force=True`` writes into it anyway.
     """
     if not os.fspath(to).strip():
-        raise ArgumentError("the destination folder is empty (''); give a folder path, e.g. --to ./model.")
+        raise ArgumentError("the destination folder to='' is empty; give a folder path.")
     dest = Path(to).expanduser().absolute()
     if dest.exists() and not dest.is_dir():
-        raise DownloadError(f"--to {dest} exists and is not a folder.")
+        raise DownloadError(f"the destination {dest} exists and is not a folder.")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         try:
             held = read_folder_config(dest)
@@ -656,8 +638,8 @@ def export_model_folder(
         if held is None or held.model.lower() != spec.model.lower():
             what = f"model {held.model!r}" if held is not None else "other files"
             raise DownloadError(
-                f"--to {dest} is not empty and holds {what}, not {spec.model!r}; writing there would mix the files. "
-                "Choose an empty or new folder, or pass --force (force=True) to write into it anyway."
+                f"the destination {dest} is not empty and holds {what}, not {spec.model!r}; writing there would mix the "
+                "files. Choose an empty or new folder, or pass force=True to write into it anyway."
             )
     source = resolve_model_dir(
         spec, cache_dir=cache_dir, local_files_only=local_files_only, token=token, verify_hash=True

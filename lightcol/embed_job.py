@@ -105,22 +105,23 @@ def _check(opts: JobOptions) -> None:
     for name in ("batch_size", "shard_size", "pool_factor", "protected_tokens"):
         v = getattr(opts, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "protected_tokens" else 1):
-            raise ArgumentError(f"{name} must be a positive int, got {v!r}")
+            raise ArgumentError(f"--{name.replace('_', '-')} must be an int >= {0 if name == 'protected_tokens' else 1}, "
+                                f"got {v!r}")
     if opts.dtype not in ("float16", "float32"):
-        raise ArgumentError(f"dtype must be 'float16' or 'float32', got {opts.dtype!r}")
+        raise ArgumentError(f"--dtype must be 'float16' or 'float32', got {opts.dtype!r}")
     if opts.muvera is not None and opts.muvera not in _MUVERA and not Path(opts.muvera).is_file():
         raise ArgumentError(
-            f"muvera must be one of {', '.join(_MUVERA)} or a file written by Muvera.save (e.g. a fitted encoder), "
+            f"--muvera must be one of {', '.join(_MUVERA)} or a file written by Muvera.save (e.g. a fitted encoder), "
             f"got {opts.muvera!r}"
         )
     if opts.on_error not in ("raise", "skip"):
-        raise ArgumentError(f"on_error must be 'raise' or 'skip', got {opts.on_error!r}")
+        raise ArgumentError(f"--on-error must be 'raise' or 'skip', got {opts.on_error!r}")
     if opts.queries and opts.pool_factor > 1:
-        raise ArgumentError("pool_factor applies to documents, not to --queries")
+        raise ArgumentError("--pool-factor applies to documents, not to --queries")
     if opts.queries and opts.parallel is not None:
-        raise ArgumentError("parallel applies to documents; queries are embedded in-process")
+        raise ArgumentError("--parallel applies to documents; --queries are embedded in-process")
     if opts.model_name is None and opts.model_path is None:
-        raise ArgumentError("give a model name or a model folder (--model NAME / --model-path DIR)")
+        raise ArgumentError("give --model NAME or --model-path DIR")
     if opts.ray_address is not None and opts.parallel is not None:
         raise ArgumentError("--ray and --parallel exclude each other (Ray runs the workers)")
 

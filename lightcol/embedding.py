@@ -551,7 +551,7 @@ class LateInteractionTextEmbedding:
             init.update(cache_dir=self._cache_dir, optimize=self._optimize)
             self._model_path()  # made once here, not by every worker
         windows = _windows(_texts(documents), min(_window_size(batch_size), _parallel.CHUNK_TEXTS))
-        return _parallel.embed_documents(init, windows, workers, batch_size, out_dtype, pool)
+        return _parallel.embed_documents(LateInteractionTextEmbedding, init, windows, workers, batch_size, out_dtype, pool)
 
     def query_embed(
         self, query: str | Iterable[str], batch_size: int = 256, *, dtype: Any = "float32", **kwargs: Any

@@ -104,3 +104,9 @@ class InputFileError(LightcolError, ValueError):
 class ResumeError(LightcolError, ValueError):
     """An output folder holds a job started with another model, options or inputs: it is not resumed
     (that would mix vectors); use a new folder or delete the old one."""
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Documents scored NaN or infinite because their stored vectors hold NaN or infinite values
+    (damaged data, e.g. a memory-mapped file changed on disk): they rank last. The message names them;
+    ``MultiVectorCollection.nonfinite_ids()`` lists every such document of a collection."""

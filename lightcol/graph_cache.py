@@ -31,6 +31,7 @@ from typing import Any
 import onnxruntime as ort
 
 from lightcol import _derived
+from lightcol._cache_dir import resolve_cache_dir
 
 ENV = "LIGHTCOL_GRAPH_CACHE"
 _OFF = {"0", "off", "false", "no"}
@@ -94,8 +95,6 @@ def enabled(providers: Sequence[Any], options: Any) -> bool:
 
 def entry_for(model_path: Path, providers: Sequence[Any], options: Any, cache_dir: str | os.PathLike[str] | None) -> tuple[Path, str]:
     """The cache file for ``model_path`` opened with these providers and options, and its key."""
-    from lightcol.download import resolve_cache_dir
-
     graph_options = {
         k: v for k, v in (options or {}).items()
         if k not in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level", "execution_mode")

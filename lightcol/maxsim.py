@@ -13,6 +13,7 @@ A document with zero vectors scores ``0.0`` (what a zero-padded tensor gives it)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, Protocol, Union
 
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lightcol import _validate
-from lightcol.errors import ShapeError
+from lightcol.errors import NonFiniteWarning, ShapeError
 
 __all__ = [
     "PackedDocuments",
@@ -30,6 +31,7 @@ __all__ = [
     "rank",
     "rank_many",
     "top_k",
+    "nonfinite_documents",
 ]
 
 # Block sizing (tuned on a 2-core AVX-512 machine, OpenBLAS): a block's float32 product
@@ -531,8 +533,8 @@ def top_k(scores: npt.ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores, best first, ties broken by lower index.
 
     Uses ``np.argpartition`` and sorts only the selected entries; ``k`` larger than
-    ``len(scores)`` returns all of them. NaN scores (a corrupted document) rank last, below ``-inf``:
-    they never hide valid results.
+    ``len(scores)`` returns all of them. NaN and ``+inf`` scores (damaged vectors: see
+    :func:`nonfinite_documents`) rank last, below ``-inf``, in index order: they never hide valid results.
     """
     s = np.asarray(scores)
     if s.ndim != 1:
@@ -543,9 +545,10 @@ def top_k(scores: npt.ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k == 0:
         return np.empty(0, dtype=np.int64), s[:0].copy()
     key = s
-    nan = np.isnan(s) if s.dtype.kind == "f" else None
+    nan = _damaged_scores(s) if s.dtype.kind == "f" else None
     if nan is not None and nan.any():
-        # NaN compares false with everything: rank it below every number (-inf included).
+        # NaN compares false with everything and +inf above everything: rank both below every
+        # number (-inf included).
         valid = np.flatnonzero(~nan)
         if k > valid.shape[0]:
             idx = np.concatenate([valid[np.argsort(-s[valid], kind="stable")], np.flatnonzero(nan)])[:k]
@@ -567,8 +570,14 @@ def top_k(scores: npt.ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
 def rank(
     query: npt.ArrayLike, documents: Documents, k: int = 10, *, block_tokens: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` documents for one query: ``(indices, scores)``, best first, ties by lower index."""
-    return top_k(score(query, documents, block_tokens=block_tokens), k)
+    """Top ``k`` documents for one query: ``(indices, scores)``, best first, ties by lower index.
+
+    A document whose score is NaN or ``+inf`` (damaged vectors, e.g. in a memory-mapped file) ranks
+    last, with a :class:`~lightcol.errors.NonFiniteWarning` naming it.
+    """
+    scores = score(query, documents, block_tokens=block_tokens)
+    _warn_nonfinite(scores, None)
+    return top_k(scores, k)
 
 
 def rank_many(
@@ -581,6 +590,13 @@ def rank_many(
     """Top ``k`` documents for each query: ``(indices, scores)`` of shape (n_queries, min(k, n_docs))."""
     k = _validate.k(k)
     scores = score_many(queries, documents, block_tokens=block_tokens)
+    _warn_nonfinite(scores, None)
+    return _top_k_many(scores, k)
+
+
+def _top_k_many(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` of each row of ``scores`` (n_queries, n_docs): arrays of shape (n_queries, min(k, n_docs))."""
+    k = _validate.k(k)
     n_q, n = scores.shape
     kk = min(k, n)
     indices = np.empty((n_q, kk), dtype=np.int64)
@@ -588,3 +604,54 @@ def rank_many(
     for r in range(n_q):
         indices[r], values[r] = top_k(scores[r], kk)
     return indices, values
+
+
+# ----------------------------------------------------------------------------------------------
+# damaged vectors
+
+
+def _damaged_scores(s: np.ndarray) -> np.ndarray:
+    """Mask of the scores no undamaged document can have: NaN and ``+inf``."""
+    return np.isnan(s) | (s == np.inf)
+
+
+def nonfinite_documents(documents: Documents, *, block_tokens: int = 1 << 16) -> np.ndarray:
+    """Positions of the documents with a NaN or infinite value in their vectors (sorted, int64).
+
+    Vectors validated on the way in are always finite; this finds damage in vectors read back
+    unchecked, such as a memory-mapped collection file (read ``block_tokens`` vectors at a time).
+    """
+    docs = _as_packed(documents)
+    v, off = docs.vectors, docs.offsets
+    bad: list[np.ndarray] = []
+    for t0 in range(0, v.shape[0], block_tokens):
+        block = v[t0 : t0 + block_tokens]
+        if _all_finite(block):
+            continue
+        rows = t0 + np.flatnonzero(~np.isfinite(block).all(axis=1))
+        bad.append(np.searchsorted(off, rows, side="right") - 1)
+    if not bad:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate(bad)).astype(np.int64, copy=False)
+
+
+def _warn_nonfinite(scores: np.ndarray, name: Any = None, *, hint: str = "", stacklevel: int = 3) -> None:
+    """Warn (:class:`~lightcol.errors.NonFiniteWarning`) when a score is NaN or ``+inf``, naming the
+    documents: ``name(i)`` for document ``i`` (``name=None``: the positions)."""
+    if _all_finite(scores):
+        return
+    bad = _damaged_scores(scores)
+    if bad.ndim > 1:
+        bad = bad.any(axis=0)
+    where = np.flatnonzero(bad).tolist()
+    if not where:
+        return
+    names = [name(i) for i in where[:10]] if name is not None else where[:10]
+    more = f" and {len(where) - 10} more" if len(where) > 10 else ""
+    what = "document id(s)" if name is not None else "document(s) at position(s)"
+    warnings.warn(
+        f"{what} {names!r}{more} scored NaN or infinite: their stored vectors hold NaN or infinite values "
+        f"(damaged data); they rank last.{hint or ' Find every such document with maxsim.nonfinite_documents(documents).'}",
+        NonFiniteWarning,
+        stacklevel=stacklevel,
+    )

@@ -47,6 +47,7 @@ WEAVIATE_DEFAULTS: dict[str, int] = {"k_sim": 4, "dim_proj": 16, "r_reps": 10}
 #: MaxSim's top 10 (FastEmbed's default: 87%), its top 200 96% (94%): fewer, smaller buckets, more repetitions.
 RECOMMENDED: dict[str, int] = {"k_sim": 4, "dim_proj": 8, "r_reps": 80}
 #: lightcol's recommended setting for :meth:`Muvera.fit` (10,240 dimensions): 64 learned buckets, 32 dims, 5 repetitions.
+#: Works for any model dim: below 32, :meth:`Muvera.fit` keeps all ``dim`` dimensions per bucket (``64 * 5 * dim``).
 RECOMMENDED_FIT: dict[str, int] = {"k_sim": 6, "dim_proj": 32, "r_reps": 5}
 #: The random settings by the names the CLI and :mod:`lightcol.ray` take.
 NAMED_SETTINGS: dict[str, dict[str, int]] = {"recommended": RECOMMENDED, "fastembed": FASTEMBED_DEFAULTS}
@@ -77,7 +78,8 @@ class Muvera:
         if k_sim > 16:
             raise ArgumentError(f"k_sim must be <= 16 (2**k_sim buckets per repetition), got {k_sim}.")
         if dim_proj > dim:
-            raise ArgumentError(f"Cannot project to a higher dimensionality (dim_proj={dim_proj} > dim={dim}).")
+            raise ArgumentError(f"Cannot project to a higher dimensionality (dim_proj={dim_proj} > dim={dim}): pass "
+                                f"dim_proj <= {dim} (dim_proj={dim} keeps the bucket vectors as they are).")
         self.dim, self.k_sim, self.dim_proj, self.r_reps = dim, k_sim, dim_proj, r_reps
         self.random_seed = random_seed
         rng = np.random.default_rng(random_seed)
@@ -123,7 +125,9 @@ class Muvera:
 
         Per repetition: ``2**k_sim`` spherical k-means centroids trained on up to ``sample_size`` vectors
         drawn from ``documents`` (a vector's bucket is its most similar centroid), and for each bucket the
-        ``dim_proj`` leading principal directions of its training vectors (the projection). Documents are
+        ``dim_proj`` leading principal directions of its training vectors (the projection; a ``dim_proj``
+        above the vectors' ``dim`` keeps all ``dim`` of them, so ``Muvera.fit(docs, **RECOMMENDED_FIT)``
+        works for any model, giving ``r_reps * 2**k_sim * min(dim_proj, dim)`` numbers). Documents are
         encoded as unit-length bucket means (empty buckets take the document's vector most similar to the
         centroid), queries as bucket sums, both projected. Deterministic for a given ``random_seed``.
         The result is not FastEmbed's encoding: keep it (:meth:`save`) to encode queries later.
@@ -133,7 +137,10 @@ class Muvera:
             raise ArgumentError("Muvera.fit needs at least one document's vectors.")
         if docs[0].ndim != 2 or docs[0].shape[1] < 1:
             raise ShapeError(f"multivector 0 must be a float array of shape (n_vectors, dim), got shape {docs[0].shape}.")
-        self = cls(docs[0].shape[1], k_sim=k_sim, dim_proj=dim_proj, r_reps=r_reps, random_seed=random_seed)
+        dim = docs[0].shape[1]
+        # all principal directions (dim_proj = dim) are a rotation: they keep every dot product
+        dim_proj = min(_validate.integer("dim_proj", dim_proj, minimum=1), dim)  # type: ignore[type-var]
+        self = cls(dim, k_sim=k_sim, dim_proj=dim_proj, r_reps=r_reps, random_seed=random_seed)
         sample_size = _validate.integer("sample_size", sample_size, minimum=1)  # type: ignore[assignment]
         iters = _validate.integer("iters", iters, minimum=1)  # type: ignore[assignment]
         x = np.concatenate([self._check(d, i) for i, d in enumerate(docs)]).astype(np.float32, copy=False)

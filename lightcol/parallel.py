@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -52,14 +52,13 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _worker(init: dict[str, Any], inbox: Any, outbox: Any, parent_pid: int | None = None) -> None:
+def _worker(make_model: Callable[..., Any], init: dict[str, Any], inbox: Any, outbox: Any,
+            parent_pid: int | None = None) -> None:
     outbox.put((-2, "started", os.getpid()))
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="lightcol-parent-watch").start()
     try:
-        from lightcol.embedding import LateInteractionTextEmbedding
-
-        model = LateInteractionTextEmbedding(**init)
+        model = make_model(**init)
     except BaseException as e:  # noqa: BLE001 - reported to the caller
         outbox.put((-1, "error", f"worker could not load the model: {type(e).__name__}: {e}"))
         return
@@ -103,11 +102,34 @@ def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
         raise WorkerError(
             f"{len(dead)} of {len(procs)} embedding worker process(es) died ({codes}); a negative code is "
             "the signal that killed it (-9: killed, often out of memory). Use fewer workers "
-            "(parallel=N) or a smaller batch_size, or parallel=None to embed in-process."
+            "(parallel=N), a smaller batch_size=N, or parallel=None to embed in-process."
         )
 
 
-def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str, Any]:
+def _release_semaphore_names(*queues: Any) -> None:
+    """Unlink the named semaphores of ``queues`` once every worker has opened them.
+
+    Each process keeps its own handle, so the semaphores keep working; with no name left, nothing
+    outlives the processes however they end: a killed caller no longer leaves them to the resource
+    tracker, which cleans them up with a "leaked semaphore objects" warning at shutdown. Done by
+    running multiprocessing's own finalizer of each semaphore (unlink, unregister) early; where its
+    internals differ, the names are left to multiprocessing as before.
+    """
+    from multiprocessing import util
+
+    try:
+        locks = [lock for q in queues for lock in (q._rlock, q._wlock, q._sem) if lock is not None]
+        finalizers = list(util._finalizer_registry.values())
+    except AttributeError:
+        return
+    for f in finalizers:
+        ref = getattr(f, "_weakref", None)
+        target = ref() if ref is not None else None
+        if target is not None and any(target is lock for lock in locks):
+            f()
+
+
+def _receive(outbox: Any, procs: list[Any], started: set[int], inbox: Any = None) -> tuple[int, str, Any]:
     # Workers only exit when told to, so any exit during the run is a failure, even one that
     # lost no chunk: checked before every result, not only while the results stall.
     while True:
@@ -118,6 +140,8 @@ def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str
             continue
         if item[1] == "started":
             started.add(item[2])
+            if len(started) == len(procs) and inbox is not None:  # every worker has opened the queues
+                _release_semaphore_names(inbox, outbox)
             continue
         _check_alive(procs, started)
         return item
@@ -145,6 +169,7 @@ def _shutdown(procs: list[Any], inbox: Any, outbox: Any) -> None:
 
 
 def embed_documents(
+    make_model: Callable[..., Any],
     init: dict[str, Any],
     windows: Iterator[tuple[list[str], BaseException | None]],
     workers: int,
@@ -154,7 +179,8 @@ def embed_documents(
 ) -> Iterator[np.ndarray]:
     """Vectors of every text of ``windows`` (see ``embedding._windows``), in order, from ``workers`` processes.
 
-    ``init`` holds the keyword arguments that open the model in a worker.
+    Each worker opens its model as ``make_model(**init)`` (the embedding class, sent by reference:
+    picklable) and embeds with its ``_embed_documents``.
     """
     if getattr(mp.process.current_process(), "_inheriting", False):
         # We are a spawned worker re-importing the caller's main script, which has no main guard.
@@ -162,8 +188,8 @@ def embed_documents(
     ctx = mp.get_context("spawn")
     inbox, outbox = ctx.Queue(), ctx.Queue()
     parent = os.getpid()
-    procs = [ctx.Process(target=_worker, args=(init, inbox, outbox, parent), daemon=True, name=f"lightcol-worker-{i}")
-             for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(make_model, init, inbox, outbox, parent), daemon=True,
+                         name=f"lightcol-worker-{i}") for i in range(workers)]
     started: set[int] = set()
     for p in procs:
         p.start()
@@ -186,7 +212,7 @@ def embed_documents(
                     source_error, exhausted = error, True
             if done == sent:
                 break
-            chunk_id, status, payload = _receive(outbox, procs, started)
+            chunk_id, status, payload = _receive(outbox, procs, started, inbox)
             if status != "ok":
                 raise WorkerError(f"an embedding worker process failed:\n{payload}")
             pending[chunk_id] = payload

@@ -55,21 +55,22 @@ class Passage:
     end: int
 
 
-def passage_budget(model: Any, max_tokens: int | None = None) -> int:
+def passage_budget(model: Any, max_tokens: int | None = None, name: str = "max_tokens") -> int:
     """The most tokens a passage may have (specials and marker included): ``max_tokens`` or the model's document length.
 
+    :param name: the caller's name of ``max_tokens``, for the error messages.
     :raises ArgumentError: ``max_tokens`` exceeds the model's document length (the model would
         truncate the passages) or leaves no room for text.
     """
     length = int(model.spec.rules.document_length)
     if max_tokens is None:
         return length
-    max_tokens = _validate.integer("max_tokens", max_tokens, minimum=SPECIAL_TOKENS + 1)
+    max_tokens = _validate.integer(name, max_tokens, minimum=SPECIAL_TOKENS + 1)
     assert max_tokens is not None
     if max_tokens > length:
         raise ArgumentError(
-            f"max_tokens={max_tokens} exceeds the model's document length ({length} tokens): the model would "
-            f"truncate such passages. Use max_tokens <= {length}, or a model whose rules allow longer documents."
+            f"{name}={max_tokens} exceeds the model's document length ({length} tokens): the model would "
+            f"truncate such passages. Pass {name}={length} or less, or a model whose rules allow longer documents."
         )
     return max_tokens
 

@@ -225,3 +225,22 @@ def test_fitted_muvera_save_load_and_errors(model, tmp_path) -> None:
     with pytest.raises(ShapeError):
         Muvera.fit([np.ones(16, np.float32)])
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_fit_with_recommended_settings_works_for_any_dim(model, tmp_path) -> None:
+    """RECOMMENDED_FIT has dim_proj=32; below that dim, fit keeps all dim dimensions per bucket."""
+    from lightcol.muvera import RECOMMENDED_FIT
+
+    docs = list(model.embed(random_texts(40, seed=12)))
+    assert model.dim == 16 < RECOMMENDED_FIT["dim_proj"]
+    m = Muvera.fit(docs, **RECOMMENDED_FIT)
+    assert m.dim_proj == 16 and m.embedding_size == 5 * 64 * 16
+    same = Muvera.fit(docs, **{**RECOMMENDED_FIT, "dim_proj": 16})
+    np.testing.assert_array_equal(m.process_documents(docs), same.process_documents(docs))
+    m.save(tmp_path / "m.npz")
+    q = next(model.query_embed("late interaction"))
+    np.testing.assert_array_equal(Muvera.load(tmp_path / "m.npz").process_query(q), m.process_query(q))
+    with pytest.raises(ArgumentError, match="dim_proj must be an int >= 1"):
+        Muvera.fit(docs, dim_proj=0)
+    with pytest.raises(ArgumentError, match=r"dim_proj=32 > dim=16\): pass dim_proj <= 16"):
+        Muvera(16, **RECOMMENDED_FIT)

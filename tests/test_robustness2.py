@@ -98,10 +98,12 @@ def test_nan_in_memory_mapped_collection_ranks_last_and_never_empties_search(tmp
     raw[pos : pos + 4] = np.array([np.nan], dtype=np.float32).tobytes()
     path.write_bytes(bytes(raw))
     m = MultiVectorCollection.load(path, mmap=True)
-    got = m.search(q, k=3)
+    with pytest.warns(lightcol.NonFiniteWarning, match="'d2'"):
+        got = m.search(q, k=3)
     assert len(got) == 3 and "d2" not in [i for i, _ in got]
     assert [i for i, _ in got] == [i for i, _ in expected if i != "d2"][:3]
-    full = m.search(q, k=5)
+    with pytest.warns(lightcol.NonFiniteWarning, match="'d2'"):
+        full = m.search(q, k=5)
     assert full[-1][0] == "d2" and np.isnan(full[-1][1])
 
 
@@ -187,6 +189,48 @@ def test_workers_exit_when_parent_is_killed(tmp_path: Path) -> None:
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"workers {left} outlived their parent"
+
+
+_KILL_WORKER_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import multiprocessing as mp
+from lightcol import LateInteractionTextEmbedding
+from lightcol.errors import WorkerError
+if __name__ == "__main__":
+    m = LateInteractionTextEmbedding(specific_model_path={model!r}, cuda=False)
+    it = m.embed(iter(["some text"] * 100000), batch_size=8, parallel=2)
+    next(it)
+    os.kill(mp.active_children()[0].pid, signal.SIGKILL)
+    try:
+        for _ in it:
+            pass
+    except WorkerError:
+        print("WorkerError", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
+@pytest.mark.parametrize("killed", ["worker", "caller"])
+def test_no_leaked_semaphores_when_a_process_is_killed(tmp_path: Path, killed: str) -> None:
+    """The queues' named semaphores are unlinked once the workers have opened them: the resource
+    tracker (which shares the caller's stderr and outlives it) finds nothing to clean up."""
+    script = tmp_path / "kill.py"
+    template = _KILL_WORKER_SCRIPT if killed == "worker" else _ORPHAN_SCRIPT
+    script.write_text(template.format(root=str(ROOT), model=str(ONNX_DIR)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if killed == "caller":
+            assert len(proc.stdout.readline().split()) >= 2  # the workers are running
+            time.sleep(0.5)  # ... and have reported in
+            os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)  # EOF: the workers and the tracker have exited too
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if killed == "worker":
+        assert proc.returncode == 0 and out.strip() == "WorkerError", out + err
+    assert "leaked semaphore" not in err and "resource_tracker" not in err, err
 
 
 # ---------------------------------------------------------------- 6. any whitespace takes the fast path
@@ -430,7 +474,7 @@ def test_download_to_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(lightcol.DownloadError, match="not empty.*--force"):
+    with pytest.raises(lightcol.DownloadError, match="not empty.*force=True"):
         download.export_model_folder(spec, other, local_files_only=True)
     shutil.copytree(ONNX_DIR, tmp_path / "tiny")  # holds another model
     with pytest.raises(lightcol.DownloadError, match="lightcol/tiny-colbert"):
@@ -443,7 +487,7 @@ def test_cli_download_to_empty_string_is_an_error(capsys) -> None:
     from lightcol.cli import main
 
     assert main(["download", "colbert-ir/colbertv2.0", "--to", ""]) != 0
-    assert "destination folder is empty" in capsys.readouterr().err
+    assert "destination folder --to '' is empty" in capsys.readouterr().err
 
 
 def test_worker_init_gets_absolute_paths(tmp_path: Path, monkeypatch) -> None:

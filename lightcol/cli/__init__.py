@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -54,9 +55,56 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+#: The library's messages name the Python arguments (``pass overwrite=True``); the CLI shows the flag that
+#: sets each: argument -> (flag, metavar or None for a switch, the command's attribute holding it, and the
+#: words to use where the command has no such flag: None drops the advice, with its "or pass").
+_FLAGS: dict[str, tuple[str, str | None, str, str | None]] = {
+    "specific_model_path": ("--model-path", "DIR", "model_path", "the folder"),
+    "model_name": ("--model", "NAME", "model", "a model name"),
+    "overwrite": ("--overwrite", None, "overwrite", "--overwrite"),
+    "force": ("--force", None, "force", "--force"),
+    "keep_full": ("--keep-full", None, "keep_full", "'lightcol index build --keep-full'"),
+    "exact": ("--exact", None, "exact", "--exact"),
+    "token": ("--token", "TOKEN", "token", None),
+    "cache_dir": ("--cache-dir", "DIR", "cache_dir", None),
+    "to": ("--to", "DIR", "to", "--to DIR"),
+    "max_document_length": ("--max-document-length", "N", "max_document_length", "--max-document-length N"),
+    "overlap_tokens": ("--overlap-tokens", "N", "overlap_tokens", "--overlap-tokens N"),
+    "split_documents": ("--no-split", None, "no_split", "--no-split"),
+    "parallel": ("--parallel", "N", "parallel", "--parallel N"),
+    "batch_size": ("--batch-size", "N", "batch_size", "--batch-size N"),
+}
+_ADVICE = re.compile(r"(\bor (?:pass )?|\bpass |\bset )?(?<![\w.-])(" + "|".join(_FLAGS) + r")=('[^']*'|\.\.\.|[^\s,;()]*)")
+
+
+def in_cli_terms(message: str, args: argparse.Namespace | None = None) -> str:
+    """``message`` with each ``argument=value`` of the library's advice written as the CLI flag that sets it."""
+
+    def flag(m: re.Match[str]) -> str:
+        pre, name, value = m.group(1) or "", m.group(2), m.group(3)
+        option, metavar, attr, instead = _FLAGS[name]
+        end = "." if value.endswith(".") and value != "..." else ""
+        value = value[: len(value) - len(end)]
+        if args is not None and not hasattr(args, attr):
+            return end if instead is None else pre + instead + end
+        if name == "split_documents":  # the flag turns splitting off
+            return (pre + option if value == "False" else "leave out " + option) + end
+        if metavar is None:
+            return pre + option + end
+        if value == "None":
+            return f"{pre}leave out {option}{end}"
+        if not value or value == "..." or value.isupper():
+            value = metavar
+        return f"{pre}{option} {value}{end}"
+
+    text = _ADVICE.sub(flag, message)
+    return re.sub(r"\s+([.,;)])", r"\1", re.sub(r"\(\s*\)", "", text))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = _parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         run = getattr(args, "run", None)
@@ -69,15 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         return fail(str(e), 2)
     except (UnknownModelError, RegistryError) as e:
-        return fail(str(e), 2)
+        return fail(in_cli_terms(str(e), args), 2)
     except LightcolError as e:
-        return fail(str(e), 1)
+        return fail(in_cli_terms(str(e), args), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except BrokenPipeError:
         return 1
     except Exception as e:  # noqa: BLE001 - the CLI never shows a traceback (ImportError names the extra)
-        return fail(f"{type(e).__name__}: {e}" if not isinstance(e, ImportError) else str(e), 1)
+        return fail(in_cli_terms(f"{type(e).__name__}: {e}" if not isinstance(e, ImportError) else str(e), args), 1)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lightcol.cli._options import add_hub_options, add_quiet, command
+
 
 def register(sub: Any) -> None:
-    d = sub.add_parser(
-        "download",
+    d = command(
+        sub, "download", run,
         help="download a model into the cache, or into a self-contained folder with --to",
         description=(
             "Download MODEL's files into the cache (default: $LIGHTCOL_CACHE_PATH, else ~/.cache/lightcol), "
@@ -17,12 +19,10 @@ def register(sub: Any) -> None:
         ),
     )
     d.add_argument("model", metavar="MODEL", help="a name from 'lightcol models'")
-    d.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $LIGHTCOL_CACHE_PATH or ~/.cache/lightcol)")
     d.add_argument("--to", metavar="DIR", help="also write a self-contained model folder here (real files, no symlinks)")
     d.add_argument("--force", action="store_true", help="with --to: write into a non-empty folder that holds something else")
-    d.add_argument("--token", metavar="T", help="Hugging Face token for private/gated repos (default: $HF_TOKEN)")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    d.set_defaults(run=run)
+    add_hub_options(d)
+    add_quiet(d)
 
 
 def run(args: argparse.Namespace) -> int:

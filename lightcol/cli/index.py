@@ -17,7 +17,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from lightcol.cli import UsageError
+from lightcol.cli import UsageError, fail
+from lightcol.cli._options import add_model_options, add_quiet, int_at_least
 
 
 def register(sub: Any) -> None:
@@ -44,41 +45,34 @@ def register(sub: Any) -> None:
                    "metadata returned with the document's results (default: metadata; optional)")
     b.add_argument("--backend", choices=("collection", "index"), default="index",
                    help="--documents: vectors in an exact in-memory collection or a compressed index (default)")
-    b.add_argument("--max-document-length", type=int, default=None, metavar="N",
+    b.add_argument("--max-document-length", type=int_at_least(1), default=None, metavar="N",
                    help="--documents: tokens per passage (default: the model's document length)")
-    b.add_argument("--overlap-tokens", type=int, default=0, metavar="N",
+    b.add_argument("--overlap-tokens", type=int_at_least(0), default=0, metavar="N",
                    help="--documents: tokens shared by consecutive passages (default 0)")
     b.add_argument("--no-split", action="store_true",
                    help="--documents: one passage per document (truncated at the model's document length)")
     b.add_argument("--overwrite", action="store_true", help="--documents: replace a document index in INDEX")
-    _model_args(b)
+    add_model_options(b)
     b.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4, 8), help="residual bits per dimension (default 2)")
-    b.add_argument("--centroids", type=int, default=None, metavar="N", help="k-means centroids (default: automatic)")
+    b.add_argument("--centroids", type=int_at_least(1), default=None, metavar="N", help="k-means centroids (default: automatic)")
     b.add_argument("--seed", type=int, default=0, help="seed of the codec training (default 0)")
     b.add_argument("--keep-full", action="store_true", help="also keep float16 vectors in INDEX.full (search --exact)")
-    b.add_argument("--batch-size", type=int, default=64, help="texts per ONNX Runtime call (default 64)")
-    b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--batch-size", type=int_at_least(1), default=64, help="texts per ONNX Runtime call (default 64)")
+    add_quiet(b)
     b.set_defaults(run=run_build)
     s = cmds.add_parser("search", help="search an index with text queries; prints one JSON line per query",
-                        description="Embed each QUERY (or each line of --queries) and print "
+                        description="Embed each QUERY (or each line of --queries-file) and print "
                                     '{"query": ..., "results": [{"id": ..., "score": ...}, ...]} per query.')
     s.add_argument("index", metavar="INDEX",
                    help="index file or document index folder written by 'lightcol index build'")
     s.add_argument("queries", nargs="*", metavar="QUERY", help="query texts")
     s.add_argument("--queries-file", metavar="FILE", help="more queries, one per line ('-': stdin)")
-    s.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")
+    s.add_argument("-k", "--k", type=int_at_least(1), default=10, help="results per query (default 10)")
     s.add_argument("--exact", action="store_true", help="final scores from the full-precision side file")
     s.add_argument("--by-document", action="store_true",
                    help="document index: each document once, scored by its best passage")
-    _model_args(s, default_from_index=True)
+    add_model_options(s, default_from_index=True)
     s.set_defaults(run=run_search)
-
-
-def _model_args(p: argparse.ArgumentParser, default_from_index: bool = False) -> None:
-    extra = " (default: the model the index was built with)" if default_from_index else ""
-    p.add_argument("--model", metavar="NAME", help=f"model name from 'lightcol models'{extra}")
-    p.add_argument("--model-path", metavar="DIR", help=f"local model folder{extra}")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
 
 
 def _embedder(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> Any:
@@ -89,7 +83,7 @@ def _embedder(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> A
         name, path = meta.get("model"), meta.get("model_path")
     if name is None and path is None:
         raise UsageError("give --model NAME or --model-path DIR")
-    return LateInteractionTextEmbedding(name if path is None else None, specific_model_path=path,
+    return LateInteractionTextEmbedding(name if path is None or args.model else None, specific_model_path=path,
                                         threads=args.threads, cuda=False)
 
 
@@ -174,6 +168,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("give at least one QUERY or --queries-file")
     if os.path.isdir(args.index):
         return _search_documents(args, queries)
+    if not os.path.exists(args.index):
+        return fail(f"no index file or document index folder at {args.index}; build one with 'lightcol index build'", 1)
     index = Index.open(args.index)
     model = _embedder(args, index.meta)
     if index.model is not None and model.model_name != index.model:
@@ -212,7 +208,13 @@ def _records(path: str, args: argparse.Namespace) -> tuple[list[str], list[Any] 
 
 def _build_documents(args: argparse.Namespace) -> int:
     from lightcol import DocumentIndex
+    from lightcol.document_index import DB_NAME
 
+    if args.no_split and (args.max_document_length is not None or args.overlap_tokens):
+        raise UsageError("--max-document-length and --overlap-tokens split documents; leave out --no-split")
+    if not args.overwrite and os.path.exists(os.path.join(args.index, DB_NAME)):
+        return fail(f"{args.index} already holds a document index; search it with 'lightcol index search', "
+                    "or add --overwrite to replace it", 1)
     texts, ids, metas = _records(args.documents, args)
     model = _embedder(args)
     index = DocumentIndex.create(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lightcol.cli._options import command
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("models", help="list the supported models", description="List the supported models.")
-    p.set_defaults(run=run)
+    command(sub, "models", run, help="list the supported models", description="List the supported models.")
 
 
 def run(args: argparse.Namespace) -> int:

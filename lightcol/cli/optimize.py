@@ -6,10 +6,12 @@ import argparse
 import functools
 from typing import Any
 
+from lightcol.cli._options import add_hub_options, command
+
 
 def register(sub: Any) -> None:
-    o = sub.add_parser(
-        "optimize",
+    o = command(
+        sub, "optimize", run,
         help="rewrite a model's float32 ONNX file for speed (what optimize=True loads)",
         description=(
             "Rewrite MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file for speed (an "
@@ -20,11 +22,9 @@ def register(sub: Any) -> None:
         ),
     )
     o.add_argument("model", metavar="MODEL|FOLDER", help="a name from 'lightcol models', or a model folder")
-    o.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $LIGHTCOL_CACHE_PATH or ~/.cache/lightcol)")
     o.add_argument("--int8", action="store_true", help="also quantise the rewritten graph to int8 (optimize=True, quantized=True)")
     o.add_argument("--force", action="store_true", help="rewrite again even if an up-to-date file exists")
-    o.add_argument("--token", metavar="T", help="Hugging Face token for private/gated repos (default: $HF_TOKEN)")
-    o.set_defaults(run=run)
+    add_hub_options(o)
 
 
 def run(args: argparse.Namespace) -> int:

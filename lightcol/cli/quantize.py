@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lightcol.cli._options import add_hub_options, command
+
 
 def register(sub: Any) -> None:
-    q = sub.add_parser(
-        "quantize",
+    q = command(
+        sub, "quantize", run,
         help="make the int8 variant of a model that has only float32 (what quantized=True loads)",
         description=(
             "Quantise MODEL's (a registry name, downloaded if needed) or FOLDER's float32 ONNX file to int8 "
@@ -19,10 +21,8 @@ def register(sub: Any) -> None:
         ),
     )
     q.add_argument("model", metavar="MODEL|FOLDER", help="a name from 'lightcol models', or a model folder")
-    q.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $LIGHTCOL_CACHE_PATH or ~/.cache/lightcol)")
     q.add_argument("--force", action="store_true", help="quantise again even if an up-to-date int8 file exists")
-    q.add_argument("--token", metavar="T", help="Hugging Face token for private/gated repos (default: $HF_TOKEN)")
-    q.set_defaults(run=run)
+    add_hub_options(q)
 
 
 def run(args: argparse.Namespace) -> int:

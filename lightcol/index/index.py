@@ -391,8 +391,10 @@ class Index:
         else:
             docs = self._candidates(qr, allowed, nprobe, n_interact, n_rerank)
         scores = self._score(q if exact else qr, docs, exact)
-        top, vals = maxsim.top_k(scores, k)
         ids = self._ids
+        maxsim._warn_nonfinite(scores, lambda i: ids[int(docs[i])],
+                               hint=" Delete them (Index.delete) and add them again, or rebuild the index.")
+        top, vals = maxsim.top_k(scores, k)
         return [(ids[int(docs[i])], float(v)) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
 
     def _candidates(self, q: np.ndarray, allowed: np.ndarray | None, nprobe: int, n_interact: int,
