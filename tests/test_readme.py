@@ -75,3 +75,14 @@ def test_snippet_runs_offline(code: str, tmp_path: Path) -> None:
         # Muvera.fit(**RECOMMENDED_FIT) projects to 32 dimensions; the tiny model has 16 (a hub model has 96+)
         pytest.xfail("RECOMMENDED_FIT does not fit the tiny model's 16 dimensions yet")
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+
+
+def test_quickstart_offline_falls_back_to_the_tiny_model_and_says_so(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LIGHTCOL_CACHE_PATH": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "using the tiny test model instead" in proc.stdout
+    assert "rankings are meaningless" in proc.stdout
+    assert "with lightcol/tiny-colbert" in proc.stdout and "query shape: (32, 16)" in proc.stdout
