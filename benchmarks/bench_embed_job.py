@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``lightcol embed`` (files -> Parquet) and ``lightcol.ray`` vs in-process ``embed``: throughput and peak RSS.
 
-    flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
+    env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
         .venv/bin/python benchmarks/bench_embed_job.py [--repeat 3] [--docs 730] [--rss 20000 200000] [--no-ray]
 
 Texts: CISI abstracts (title + abstract; ``common.load_cisi``), repeated with varied ids up to

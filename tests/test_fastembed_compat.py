@@ -1,4 +1,4 @@
-"""FastEmbed drop-in (issue 16): the behaviours FastEmbed's late-interaction tests assert
+"""FastEmbed drop-in: the behaviours FastEmbed's late-interaction tests assert
 (tests/test_late_interaction_embeddings.py of qdrant/fastembed), on lightcol's models, and one
 user script run unchanged by the real FastEmbed and by lightcol on the same ONNX model."""
 

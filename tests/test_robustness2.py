@@ -1,4 +1,4 @@
-"""Robustness, second pass: one regression test per defect of issue 14 (each failed before its fix)."""
+"""Robustness, second pass: one regression test per defect found (each failed before its fix)."""
 
 from __future__ import annotations
 
