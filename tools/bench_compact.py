@@ -142,8 +142,12 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
         fitted = name.startswith("fit")
         cfg = dict(cfg)
         seed = cfg.pop("random_seed", 42)
+        centred = cfg.pop("center", False)
         t = time.perf_counter()
-        mv = Muvera.fit(dv, random_seed=seed, **cfg) if fitted else Muvera(dv[0].shape[1], random_seed=seed, **cfg)
+        if fitted:
+            mv = Muvera.fit(dv, random_seed=seed, center=centred, **cfg)
+        else:
+            mv = Muvera(dv[0].shape[1], random_seed=seed, center=Muvera.corpus_mean(dv) if centred else None, **cfg)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         fd = mv.process_documents(dv)
@@ -178,12 +182,16 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=None, help="cache the CISI vectors in this .npz (reruns skip embedding)")
     p.add_argument("--speed-docs", type=int, default=300, help="documents embedding, pooling and FastEmbed's Muvera are timed on")
     p.add_argument("--search", action="store_true", help="also try more MUVERA settings (<= 10,240 dims)")
+    p.add_argument("--center", action="store_true",
+                   help="also each MUVERA setting with corpus-mean centring (Muvera(center=...), fit(center=True))")
+    p.add_argument("--no-pooling", action="store_true", help="skip the pooling table")
     args = p.parse_args()
     doc_ids, dv, query_ids, qv, qrels, seconds = embedded(args.model, args.cache)
     rel = [qrels.get(q, set()) for q in query_ids]
     print(f"model {args.model.name}: {len(dv)} documents ({sum(len(v) for v in dv):,} vectors), {len(qv)} queries; "
           f"embedding took {seconds:.1f} s")
-    pooling_table(doc_ids, dv, qv, rel, embed_and_pool_seconds(args.model, args.speed_docs))
+    if not args.no_pooling:
+        pooling_table(doc_ids, dv, qv, rel, embed_and_pool_seconds(args.model, args.speed_docs))
     configs = {"FastEmbed default": FASTEMBED_DEFAULTS, "Weaviate default": WEAVIATE_DEFAULTS, "lightcol recommended": RECOMMENDED,
                "fitted, lightcol RECOMMENDED_FIT": RECOMMENDED_FIT}
     if args.search:
@@ -193,6 +201,9 @@ def main() -> int:
             configs[f"fitted k{k} p{dp} r{r}"] = {"k_sim": k, "dim_proj": dp, "r_reps": r}
         for seed in (1, 2):
             configs[f"fitted RECOMMENDED_FIT, seed {seed}"] = {**RECOMMENDED_FIT, "random_seed": seed}
+    if args.center:
+        configs = {k: v for name, cfg in configs.items()
+                   for k, v in ((name, cfg), (f"{name}, centred", {**cfg, "center": True}))}
     muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs)
     return 0
 
