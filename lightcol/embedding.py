@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -14,9 +15,9 @@ from tokenizers import Tokenizer
 
 from lightcol import rules as _rules
 from lightcol import session as _session
-from lightcol import _fastembed, _validate, graph_cache
-from lightcol.errors import ArgumentError, ModelLoadError, UnknownModelError
-from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models, read_folder_config
+from lightcol import _fastembed, _validate, graph_cache, graph_interface
+from lightcol.errors import ArgumentError, ModelLoadError
+from lightcol.registry import ModelSpec, get_spec, list_specs, list_supported_models
 
 DEFAULT_MODEL = "colbert-ir/colbertv2.0"
 #: Texts tokenized together before length-sorting into batches (in units of ``batch_size``) ...
@@ -99,14 +100,6 @@ def _windows(texts: Iterator[str], size: int) -> Iterator[tuple[list[str], Excep
         yield chunk, None
         if len(chunk) < size:
             return
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (as ``torch.nn.functional.normalize``, eps 1e-12), in place."""
-    norms = np.sqrt(np.einsum("...d,...d->...", x, x))[..., None]
-    np.maximum(norms, 1e-12, out=norms)
-    x /= norms
-    return x
 
 
 class LateInteractionTextEmbedding:
@@ -196,13 +189,13 @@ class LateInteractionTextEmbedding:
                 f"({self._model_file}) is used as it is. Drop optimize=True, or quantized=True without an int8 file."
             )
         self._optimize = bool(optimize)
-        rules = self.spec.rules
         self._check_position_limit()
-        base = _rules.load_tokenizer(self.model_dir / "tokenizer.json", rules)
-        self._skip = _rules.skiplist_ids(base, rules)
+        # the rules' special tokens resolved (token and id) against the model's own tokenizer
+        base, rules, self._skip, self._prep = _rules.load(self.model_dir, self.spec.rules)
+        self.spec = dataclasses.replace(self.spec, rules=rules)
         # the loaded tokenizer becomes the query one; the document one is a copy made on first use
         # (a copy costs ~15 ms: a serverless function that only embeds queries never pays it)
-        self._query_tokenizer = _rules.set_truncation(base, rules.query_length)
+        self._query_tokenizer = _rules.set_truncation(base, rules.query_length, rules.query_marker is not None)
         self._doc_tokenizer_copy: Tokenizer | None = None
         self._tokenizer_lock = threading.Lock()
         self._session_lock = threading.Lock()
@@ -219,7 +212,10 @@ class LateInteractionTextEmbedding:
         if tokenizer is None:
             with self._tokenizer_lock:
                 if self._doc_tokenizer_copy is None:
-                    self._doc_tokenizer_copy = _rules.truncating(self._query_tokenizer, self.spec.rules.document_length)
+                    rules = self.spec.rules
+                    self._doc_tokenizer_copy = _rules.truncating(
+                        self._query_tokenizer, rules.document_length, rules.document_marker is not None
+                    )
                 tokenizer = self._doc_tokenizer_copy
         return tokenizer
 
@@ -229,23 +225,10 @@ class LateInteractionTextEmbedding:
             folder = Path(path).absolute()
             if not folder.is_dir():
                 raise ModelLoadError(f"specific_model_path {folder} is not a folder; pass the folder holding the model files.")
-            spec = read_folder_config(folder)
-            if spec is None:
-                if model_name is None:
-                    raise ModelLoadError(
-                        f"{folder} has no lightcol_config.json; pass model_name= to take the rules from the registry, "
-                        "or export the folder with tools/export_onnx.py."
-                    )
-                spec = get_spec(model_name)
-            elif model_name is not None and model_name.lower() != spec.model.lower():
-                try:
-                    spec = get_spec(model_name)  # an explicit registry name wins over the folder's own rules
-                except UnknownModelError:
-                    raise UnknownModelError(
-                        f"model_name={model_name!r} conflicts with {folder / 'lightcol_config.json'}, which describes "
-                        f"{spec.model!r}, and {model_name!r} is not in the registry either. Omit model_name to use the "
-                        f"folder's own rules, or pass model_name={spec.model!r}."
-                    ) from None
+            from lightcol import model_folder
+
+            folder = model_folder.snapshot_folder(folder)
+            spec = model_folder.describe(folder, model_name)
             return model_name or spec.model, spec, folder, False
         spec = get_spec(model_name or DEFAULT_MODEL)
         if self.model_variant != "int8":  # int8 is made from float32 when the model has none
@@ -325,47 +308,7 @@ class LateInteractionTextEmbedding:
             # a derived file that does not load is made again (never loaded twice)
             model_path = self._model_path(force=self._derive_int8 or self._optimize)
             sess = self._open(model_path)
-        inputs = {i.name: i for i in sess.get_inputs()}
-        known = ("input_ids", "attention_mask", "token_type_ids")
-        if (
-            not {"input_ids", "attention_mask"} <= set(inputs)
-            or not set(inputs) <= set(known)
-            or any(i.type not in ("tensor(int64)", "tensor(int32)") for i in inputs.values())
-        ):
-            found = ", ".join(f"{n}: {i.type}" for n, i in inputs.items())
-            raise ModelLoadError(
-                f"ONNX file {model_path} has inputs ({found}), expected integer input_ids and attention_mask "
-                "(and optionally token_type_ids): the folder holds another kind of model; export it with tools/export_onnx.py."
-            )
-        out = sess.get_outputs()[0]
-        shape = out.shape
-        if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not isinstance(shape[-1], int):
-            # Rank or last dimension unknown in the graph (symbolic): run a tiny probe to learn it now, not at first embed.
-            probe = {n: np.ones((1, 4), dtype=np.int32 if "int32" in i.type else np.int64) for n, i in inputs.items()}
-            if "token_type_ids" in probe:
-                probe["token_type_ids"][:] = 0
-            try:
-                shape = list(sess.run([out.name], probe)[0].shape)
-            except Exception as e:  # onnxruntime's own error types
-                raise ModelLoadError(
-                    f"ONNX file {model_path} failed on a probe input ({type(e).__name__}: {str(e).strip()[:300]}): "
-                    "it is not a working ColBERT encoder; re-export it with tools/export_onnx.py."
-                ) from e
-            if len(shape) != 3 or shape[:2] != [1, 4]:
-                raise ModelLoadError(
-                    f"ONNX file {model_path} returned shape {shape} for a (1, 4) probe input, expected (1, 4, {self.spec.dim}): "
-                    "it is not a ColBERT encoder exported with tools/export_onnx.py."
-                )
-        if len(shape) != 3 or shape[-1] != self.spec.dim:
-            raise ModelLoadError(
-                f"ONNX file {model_path} outputs shape {out.shape} (dim {shape[-1] if shape else '?'}), but model "
-                f"{self.spec.model!r} has dim {self.spec.dim}: the folder holds another model, or its "
-                "lightcol_config.json / the registry entry is wrong."
-            )
-        self._input_types = {
-            name: (np.int32 if "int32" in i.type else np.int64) for name, i in inputs.items()
-        }
-        self._output_name = out.name
+        self._graph = graph_interface.check(sess, self.spec.rules, self.spec.dim, self.spec.model, model_path)
         self._model = sess
 
     @property
@@ -411,20 +354,13 @@ class LateInteractionTextEmbedding:
     # -- encoding --------------------------------------------------------------------------------
     def _run(self, batch: _rules.Batch) -> np.ndarray:
         session = self._session()
-        feeds: dict[str, np.ndarray] = {}
-        for name, dtype in self._input_types.items():  # names checked at load
-            if name == "input_ids":
-                feeds[name] = batch.input_ids.astype(dtype, copy=False)
-            elif name == "attention_mask":
-                feeds[name] = batch.attention_mask.astype(dtype, copy=False)
-            else:  # token_type_ids
-                feeds[name] = np.zeros_like(batch.input_ids, dtype=dtype)
-        out = session.run([self._output_name], feeds)[0]
+        feeds = graph_interface.feeds(self._graph, batch.input_ids, batch.attention_mask)
+        out = session.run([self._graph.output_name], feeds)[0]
         if out.ndim != 3 or out.shape[:2] != batch.input_ids.shape or out.shape[2] != self.spec.dim:
             raise ModelLoadError(
                 f"ONNX model returned shape {out.shape} for inputs {batch.input_ids.shape}; expected (..., {self.spec.dim})."
             )
-        return _normalize(np.asarray(out, dtype=np.float32))
+        return graph_interface.vectors(self._graph, out)
 
     def _embed_documents(
         self, texts: list[str], batch_size: int, dtype: type = np.float32, pool: tuple[int, int] = (1, 1)
@@ -432,7 +368,7 @@ class LateInteractionTextEmbedding:
         """Vectors of ``texts`` in input order; ``pool`` = (pool_factor, protected_tokens) pools them (float32 first)."""
         pooled = pool[0] > 1
         cast = dtype if not pooled else np.float32
-        ids = _rules.tokenize(self._doc_tokenizer, texts)
+        ids = _rules.tokenize(self._doc_tokenizer, texts, self._prep)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1  # + marker
         order = np.argsort(lengths, kind="stable")
         result: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
@@ -452,12 +388,20 @@ class LateInteractionTextEmbedding:
         return result
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
-        ids = _rules.tokenize(self._query_tokenizer, texts)
-        rows = max(1, min(batch_size, self.batch_tokens // self.spec.rules.query_length))
-        result: list[np.ndarray] = []
-        for start in range(0, len(ids), rows):
-            vectors = self._run(_rules.build_queries(ids[start : start + rows], self.spec.rules))
-            result.extend(vectors.astype(dtype, copy=False))
+        ids = _rules.tokenize(self._query_tokenizer, texts, self._prep)
+        rules = self.spec.rules
+        if rules.do_query_expansion:  # every query is query_length tokens; every row is kept
+            rows = max(1, min(batch_size, self.batch_tokens // rules.query_length))
+            batches = (np.arange(s, min(s + rows, len(ids))) for s in range(0, len(ids), rows))
+        else:  # padded like documents: batches of similar length
+            lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1
+            batches = _token_batches(lengths, np.argsort(lengths, kind="stable"), batch_size, self.batch_tokens)
+        result: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
+        for idx in batches:
+            batch = _rules.build_queries([ids[i] for i in idx], rules)
+            vectors = self._run(batch).astype(dtype, copy=False)
+            for row, i in enumerate(idx.tolist()):
+                result[i] = vectors[row] if rules.do_query_expansion else vectors[row][batch.keep[row]]
         return result
 
     def _stream(
@@ -579,15 +523,17 @@ class LateInteractionTextEmbedding:
         _check_batch_size(batch_size)
         _check_items(texts)
         tokenizer = self._doc_tokenizer if is_doc else self._query_tokenizer
-        query_length = self.spec.rules.query_length
+        rules = self.spec.rules
+        query_length = rules.query_length
+        marker = (rules.document_marker if is_doc else rules.query_marker) is not None
         total = 0
         for chunk, error in _windows(_texts(texts), batch_size):
-            if not is_doc and include_extension:
+            if not is_doc and include_extension and rules.do_query_expansion:
                 total += len(chunk) * query_length  # marker + text + [MASK] expansion
             else:
-                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk))
-                if include_extension:
-                    total += len(chunk)  # one document marker each
+                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk, self._prep))
+                if include_extension and marker:
+                    total += len(chunk)  # one marker each
             if error is not None:
                 raise error
         return total

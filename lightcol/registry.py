@@ -25,31 +25,113 @@ _FASTEMBED_KEYS = ("model", "dim", "description", "license", "size_in_GB", "sour
 
 @dataclass(frozen=True)
 class Token:
-    """A special token: its string form and its id in the tokenizer's vocabulary."""
+    """A special token: its string form and its id in the tokenizer's vocabulary.
 
-    token: str
-    id: int
+    In ``models.json`` and folder configs either may be left out (``{"token": "[MASK]"}`` or
+    ``{"id": 103}``): the encoder fills the other in from the model's own tokenizer at load
+    (:func:`lightcol.rules.resolve_rules`); given both, they are checked against each other.
+    """
+
+    token: str | None
+    id: int | None
+
+
+#: Defaults of the rules added after the first registry schema: a rule missing from a
+#: ``models.json`` row, a ``lightcol_config.json`` or rules recorded with an index means this.
+RULE_DEFAULTS: dict[str, Any] = {
+    "do_query_expansion": True,
+    "skiplist_words": None,
+    "skip_pad_token": True,
+    "token_type_ids": None,
+    "graph_normalizes": False,
+    "output_name": None,
+    "strip_whitespace": False,
+}
 
 
 @dataclass(frozen=True)
 class EncodingRules:
-    """How texts become token ids for one checkpoint (colbert-ai's ColBERTConfig, as data)."""
+    """How texts become token ids and ONNX outputs become vectors for one checkpoint, as data.
 
-    query_marker: Token
-    document_marker: Token
-    mask_token: Token
+    Covers colbert-ai's ColBERTConfig, PyLate's ``ColBERT`` settings and the ONNX graph's interface;
+    one encoder (:mod:`lightcol.rules`, :class:`lightcol.LateInteractionTextEmbedding`) reads them.
+
+    * ``query_marker`` / ``document_marker``: the prefix token inserted after the start token
+      (colbert-ai's ``[unused0]``/``[unused1]``, PyLate's added tokens ``"[Q] "``/``"[D] "``);
+      ``None``: no prefix (PyLate's ``query_prefix=""``). Texts are truncated one token shorter to
+      make room for it.
+    * ``mask_token``: the token queries are expanded with (padded to ``query_length``); PyLate
+      uses the tokenizer's mask token, else its EOS token, else its pad token. ``None`` only
+      without query expansion.
+    * ``pad_token``: the token batches are padded with (attention 0). PyLate pads with the same
+      token it expands with (its ``pad_token_id`` is set to the mask token's).
+    * ``query_length`` / ``document_length``: most tokens per query / document, start, end and
+      marker tokens included.
+    * ``do_query_expansion``: queries padded with ``mask_token`` to ``query_length`` and every
+      row returned; ``False`` (PyLate's ``do_query_expansion=False``): queries are padded like
+      documents and only their attended tokens are returned.
+    * ``attend_to_expansion_tokens``: the expansion tokens get attention 1 (only with expansion).
+    * ``skiplist``: colbert-ai's and FastEmbed's punctuation skiplist: the first id each character
+      of ``string.punctuation`` encodes to is dropped from documents.
+    * ``skiplist_words``: PyLate's skiplist: each word is looked up as one token of the model's own
+      vocabulary (a word that is not a token maps to the unknown token, as ``convert_tokens_to_ids``
+      does) and those ids are dropped from documents. ``None``: none; ``[]``: an empty skiplist.
+    * ``skip_pad_token``: documents also drop the pad token wherever its id occurs (colbert-ai,
+      FastEmbed's ``Colbert``), not only the padding; ``False``: every attended token is kept (PyLate).
+    * ``lowercase``: texts are lower-cased before tokenizing: with ``str.lower()`` as sentence-transformers'
+      ``do_lower_case`` does, unless the tokenizer lower-cases by itself (BERT uncased, colbert-ai).
+    * ``strip_whitespace``: leading and trailing whitespace is stripped from every text first
+      (``str.strip()``: sentence-transformers' ``Transformer.tokenize``, through which PyLate tokenizes;
+      it matters for byte-level BPE and SentencePiece tokenizers, where a leading space is a token).
+    * ``token_type_ids``: whether the graph takes ``token_type_ids`` (fed as zeros); ``None``: as
+      the graph declares. A graph that lacks an input the rules say it takes does not load.
+    * ``graph_normalizes``: the graph already L2-normalises its output rows (LightOn's exporter);
+      otherwise they are normalised in NumPy.
+    * ``output_name``: the graph output holding the token vectors; ``None``: its first output.
+    """
+
+    query_marker: Token | None
+    document_marker: Token | None
+    mask_token: Token | None
     pad_token: Token
     query_length: int
     document_length: int
     attend_to_expansion_tokens: bool
     skiplist: bool
     lowercase: bool
+    do_query_expansion: bool = True
+    skiplist_words: tuple[str, ...] | None = None
+    skip_pad_token: bool = True
+    token_type_ids: bool | None = None
+    graph_normalizes: bool = False
+    output_name: str | None = None
+    strip_whitespace: bool = False
 
-    def differences(self, recorded: dict[str, Any], ignore: tuple[str, ...] = ("document_length",)) -> list[str]:
+    def to_dict(self) -> dict[str, Any]:
+        """The rules as JSON-native values (what ``models.json`` and indexes store)."""
+        d = asdict(self)
+        if d["skiplist_words"] is not None:
+            d["skiplist_words"] = list(d["skiplist_words"])
+        return d
+
+    def differences(self, recorded: dict[str, Any], ignore: tuple[str, ...] = ("document_length", "graph_normalizes")) -> list[str]:
         """Names of the rules that differ from ``recorded`` (rules stored as JSON with an index), sorted;
-        ``ignore`` is skipped (by default the document length, which only truncates documents)."""
-        mine = asdict(self)
-        return sorted(k for k in set(mine) | set(recorded) if k not in ignore and mine.get(k) != recorded.get(k))
+        ``ignore`` is skipped (by default the document length, which only truncates documents, and
+        whether the graph normalises, which does not change the vectors). A rule ``recorded`` lacks
+        (rules recorded before it existed) counts as its default (:data:`RULE_DEFAULTS`)."""
+        mine = json.loads(json.dumps(self.to_dict()))
+        theirs = {**RULE_DEFAULTS, **json.loads(json.dumps(recorded))}
+        return sorted(k for k in set(mine) | set(theirs) if k not in ignore and mine.get(k) != theirs.get(k))
+
+    @property
+    def query_truncation(self) -> int:
+        """Tokens a query is truncated to before its marker is inserted."""
+        return self.query_length - (self.query_marker is not None)
+
+    @property
+    def document_truncation(self) -> int:
+        """Tokens a document is truncated to before its marker is inserted."""
+        return self.document_length - (self.document_marker is not None)
 
 
 @dataclass(frozen=True)
@@ -99,6 +181,7 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with FastEmbed's keys first, then lightcol's."""
         d = asdict(self)
+        d["rules"] = self.rules.to_dict()
         d["additional_files"] = list(self.additional_files)
         d["tokenizer_files"] = list(self.tokenizer_files)
         return {**{k: d[k] for k in _FASTEMBED_KEYS}, **{k: v for k, v in d.items() if k not in _FASTEMBED_KEYS}}
@@ -115,37 +198,78 @@ def _require(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
     return value
 
 
-def _token(rules: dict[str, Any], key: str, where: str) -> Token:
+def _token(rules: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Token | None:
+    if optional and rules.get(key, 0) is None:
+        return None
     t = _require(rules, key, dict, where)
-    token = _require(t, "token", str, f"{where}.{key}")
-    tid = _require(t, "id", int, f"{where}.{key}")
-    if tid < 0:
+    if not ({"token", "id"} & set(t)) or set(t) - {"token", "id"}:
+        raise RegistryError(f"{where}.{key}: expected {{'token': str, 'id': int}} (either may be left out), got {t!r}")
+    token = _require(t, "token", str, f"{where}.{key}") if t.get("token") is not None else None
+    tid = _require(t, "id", int, f"{where}.{key}") if t.get("id") is not None else None
+    if token is None and tid is None:
+        raise RegistryError(f"{where}.{key}: give the token, its id, or both")
+    if token == "":
+        raise RegistryError(f"{where}.{key}: the token must not be empty (use null for no {key})")
+    if tid is not None and tid < 0:
         raise RegistryError(f"{where}.{key}: id must be >= 0, got {tid}")
     return Token(token, tid)
 
 
+def _optional(rules: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``rules[key]`` checked against ``kind``, or its default when absent; ``None`` allowed where the default is."""
+    if key not in rules:
+        return RULE_DEFAULTS[key]
+    if rules[key] is None and RULE_DEFAULTS[key] is None:
+        return None
+    return _require(rules, key, kind, where)
+
+
 def parse_rules(rules: dict[str, Any], where: str) -> EncodingRules:
-    """Validate a ``rules`` mapping and return :class:`EncodingRules`."""
+    """Validate a ``rules`` mapping and return :class:`EncodingRules` (rules it leaves out take
+    :data:`RULE_DEFAULTS`, so rows and folders written before a rule existed keep their meaning)."""
     if not isinstance(rules, dict):
         raise RegistryError(f"{where}: 'rules' must be an object")
+    unknown = set(rules) - {f for f in EncodingRules.__dataclass_fields__}
+    if unknown:
+        raise RegistryError(f"{where}: unknown rule(s) {sorted(unknown)}; known: {sorted(EncodingRules.__dataclass_fields__)}")
+    words = _optional(rules, "skiplist_words", list, where)
+    if words is not None and not all(isinstance(w, str) and w for w in words):
+        raise RegistryError(f"{where}: 'skiplist_words' must be a list of non-empty strings")
+    output_name = _optional(rules, "output_name", str, where)
+    if output_name == "":
+        raise RegistryError(f"{where}: 'output_name' must not be empty (null: the graph's first output)")
     parsed = EncodingRules(
-        query_marker=_token(rules, "query_marker", where),
-        document_marker=_token(rules, "document_marker", where),
-        mask_token=_token(rules, "mask_token", where),
-        pad_token=_token(rules, "pad_token", where),
+        query_marker=_token(rules, "query_marker", where, optional=True),
+        document_marker=_token(rules, "document_marker", where, optional=True),
+        mask_token=_token(rules, "mask_token", where, optional=True),
+        pad_token=_token(rules, "pad_token", where),  # type: ignore[arg-type]
         query_length=_require(rules, "query_length", int, where),
         document_length=_require(rules, "document_length", int, where),
         attend_to_expansion_tokens=_require(rules, "attend_to_expansion_tokens", bool, where),
         skiplist=_require(rules, "skiplist", bool, where),
         lowercase=_require(rules, "lowercase", bool, where),
+        do_query_expansion=_optional(rules, "do_query_expansion", bool, where),
+        skiplist_words=None if words is None else tuple(words),
+        skip_pad_token=_optional(rules, "skip_pad_token", bool, where),
+        token_type_ids=_optional(rules, "token_type_ids", bool, where),
+        graph_normalizes=_optional(rules, "graph_normalizes", bool, where),
+        output_name=output_name,
+        strip_whitespace=_optional(rules, "strip_whitespace", bool, where),
     )
-    # [CLS] marker <at least one slot> [SEP]
+    # [start] marker <at least one slot> [end]
     for name in ("query_length", "document_length"):
-        if getattr(parsed, name) < 3:
-            raise RegistryError(f"{where}: {name} must be >= 3 (CLS, marker, SEP), got {getattr(parsed, name)}")
-    unknown = set(rules) - {f for f in EncodingRules.__dataclass_fields__}
-    if unknown:
-        raise RegistryError(f"{where}: unknown rule(s) {sorted(unknown)}; known: {sorted(EncodingRules.__dataclass_fields__)}")
+        marker = parsed.query_marker if name == "query_length" else parsed.document_marker
+        least = 3 if marker is not None else 2
+        if getattr(parsed, name) < least:
+            parts = "start, marker, end" if marker is not None else "start, end"
+            raise RegistryError(f"{where}: {name} must be >= {least} ({parts} and one token), got {getattr(parsed, name)}")
+    if parsed.do_query_expansion and parsed.mask_token is None:
+        raise RegistryError(f"{where}: query expansion (do_query_expansion) needs a mask_token to expand queries with")
+    if parsed.attend_to_expansion_tokens and not parsed.do_query_expansion:
+        raise RegistryError(
+            f"{where}: attend_to_expansion_tokens needs do_query_expansion (without expansion there are no "
+            "expansion tokens; PyLate turns it off too)"
+        )
     return parsed
 
 

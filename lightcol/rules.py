@@ -2,12 +2,16 @@
 
 Pure functions over a ``tokenizers.Tokenizer`` and :class:`~lightcol.registry.EncodingRules`:
 
-* both kinds: ``[CLS] text [SEP]`` truncated to ``length - 1`` tokens, then the marker inserted at
-  position 1, so the sequence never exceeds ``length`` (specials and marker included);
-* queries: padded to ``query_length``, every pad id replaced by the mask token (query expansion);
-  the expansion tokens are attended to when ``attend_to_expansion_tokens`` is set;
-* documents: padded to the longest in the batch; the rows kept in the output are the tokens that
-  are neither padding nor in the punctuation skiplist (when ``skiplist`` is set).
+* both kinds: ``[CLS] text [SEP]`` (whatever start and end tokens the tokenizer's post-processor
+  adds: ``<s> text </s>`` for XLM-R) truncated to ``length - 1`` tokens, then the marker inserted at
+  position 1, so the sequence never exceeds ``length`` (specials and marker included); a model
+  without a marker (``None``) is truncated to ``length`` and gets none, as PyLate with an empty prefix;
+* queries with expansion: padded to ``query_length``, every pad id replaced by the mask token; the
+  expansion tokens are attended to when ``attend_to_expansion_tokens`` is set; every row is kept.
+  Without expansion (``do_query_expansion=False``): padded like documents, attended rows kept;
+* documents: padded to the longest in the batch; the rows kept in the output are the attended
+  tokens that are not in the skiplist (colbert-ai's punctuation, PyLate's ``skiplist_words``, and
+  the pad token's id wherever it occurs when ``skip_pad_token`` is set).
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
 from lightcol.errors import ArgumentError, InvalidTextError, ModelLoadError
-from lightcol.registry import EncodingRules
+from lightcol.registry import EncodingRules, Token
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,24 @@ def _normalizer_lowercases(tokenizer: Tokenizer) -> bool:
     return norm is not None and norm.normalize_str("ABC") == "abc"
 
 
+class TextPrep(NamedTuple):
+    """What happens to a text before the tokenizer sees it (sentence-transformers' ``Transformer.tokenize``,
+    which PyLate uses: ``str.strip()``, then ``str.lower()`` when ``do_lower_case``)."""
+
+    strip: bool = False
+    lower: bool = False
+
+
 def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
     """Load ``tokenizer.json`` and check it against the rules (marker, mask and pad ids, lowercasing).
 
     Raises :class:`ModelLoadError` naming the file when it is missing, unreadable, or belongs to
     another model (the rules' special tokens have other ids in it).
     """
+    return _load_tokenizer(path, rules)[0]
+
+
+def _load_tokenizer(path: str | Path, rules: EncodingRules) -> tuple[Tokenizer, TextPrep]:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Tokenizer file {path} is missing; re-download the model or re-export the folder.")
@@ -56,52 +74,137 @@ def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
             f"Tokenizer file {path} could not be read ({e}); it is truncated or not a tokenizer.json: "
             "re-download the model or re-export the folder."
         ) from e
-    for name in ("query_marker", "document_marker", "mask_token", "pad_token"):
-        tok = getattr(rules, name)
-        found = tokenizer.token_to_id(tok.token)
-        if found != tok.id:
-            raise ModelLoadError(
-                f"Tokenizer file {path} maps {name} {tok.token!r} to id {found}, but the model's rules say {tok.id}: "
-                "the folder holds another model's tokenizer. Use the tokenizer the model was exported with."
-            )
+    resolve_rules(tokenizer, rules, path)  # the rules' special tokens must be this tokenizer's
+    # lower-cased in Python (exactly str.lower(), as sentence-transformers) only where the tokenizer does not
+    # lower-case by itself: a BERT-uncased tokenizer keeps its own lower-casing (colbert-ai's behaviour)
+    prep = TextPrep(strip=rules.strip_whitespace, lower=rules.lowercase and not _normalizer_lowercases(tokenizer))
     if rules.lowercase and not _normalizer_lowercases(tokenizer):
         # The rules say the model sees lower-cased text: make the tokenizer do it (native code).
+        # first, as sentence-transformers lower-cases the text before the tokenizer sees it
         current = tokenizer.normalizer
-        steps = [current, normalizers.Lowercase()] if current is not None else [normalizers.Lowercase()]
+        steps = [normalizers.Lowercase(), current] if current is not None else [normalizers.Lowercase()]
         tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    return tokenizer
+    return tokenizer, prep
 
 
-def skiplist_ids(tokenizer: Tokenizer, rules: EncodingRules) -> np.ndarray:
-    """Ids dropped from document outputs: padding, plus punctuation when the skiplist is on.
+_SPECIAL_TOKENS = ("query_marker", "document_marker", "mask_token", "pad_token")
 
-    As colbert-ai: for each character of ``string.punctuation``, the first id it encodes to.
+
+def resolve_rules(tokenizer: Tokenizer, rules: EncodingRules, path: str | Path = "tokenizer.json") -> EncodingRules:
+    """``rules`` with every special token's string and id filled in from ``tokenizer`` (a rule may give
+    either), checked: a token the tokenizer does not know, or knows under another id, raises
+    :class:`ModelLoadError` naming ``path``."""
+    resolved: dict[str, Token] = {}
+    for name in _SPECIAL_TOKENS:
+        tok: Token | None = getattr(rules, name)
+        if tok is None:
+            continue
+        if tok.token is not None:
+            found = tokenizer.token_to_id(tok.token)
+            if found is None or (tok.id is not None and found != tok.id):
+                raise ModelLoadError(
+                    f"Tokenizer file {path} maps {name} {tok.token!r} to id {found}, but the model's rules say {tok.id}: "
+                    "the folder holds another model's tokenizer. Use the tokenizer the model was exported with."
+                )
+            resolved[name] = Token(tok.token, found)
+        else:
+            token = tokenizer.id_to_token(tok.id) if tok.id is not None else None
+            if token is None:
+                raise ModelLoadError(
+                    f"Tokenizer file {path} has no token with id {tok.id}, the model's {name}: the folder holds "
+                    "another model's tokenizer. Use the tokenizer the model was exported with."
+                )
+            resolved[name] = Token(token, tok.id)
+    return replace(rules, **resolved)
+
+
+def unknown_token_id(tokenizer: Tokenizer, folder: str | Path | None = None) -> int | None:
+    """The id ``convert_tokens_to_ids`` of transformers gives a string that is not a token: the unknown
+    token named by ``tokenizer_config.json`` / ``special_tokens_map.json`` in ``folder`` if any, else
+    by the tokenizer model (WordPiece/BPE ``unk_token``, Unigram ``unk_id``); ``None`` when there is none."""
+    if folder is not None:
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            try:
+                unk = json.loads((Path(folder) / name).read_text(encoding="utf-8")).get("unk_token")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(unk, dict):
+                unk = unk.get("content")
+            if isinstance(unk, str) and tokenizer.token_to_id(unk) is not None:
+                return tokenizer.token_to_id(unk)
+    model = tokenizer.model
+    unk = getattr(model, "unk_token", None)
+    if isinstance(unk, str) and tokenizer.token_to_id(unk) is not None:
+        return tokenizer.token_to_id(unk)
+    unk_id = getattr(model, "unk_id", None)
+    if unk_id is None and type(model).__name__ == "Unigram":
+        unk_id = json.loads(tokenizer.to_str()).get("model", {}).get("unk_id")
+    return unk_id if isinstance(unk_id, int) else None
+
+
+def skiplist_ids(tokenizer: Tokenizer, rules: EncodingRules, unk_id: int | None = None) -> np.ndarray:
+    """Ids dropped from document outputs (``rules`` resolved by :func:`resolve_rules`).
+
+    * the pad token's id, when ``skip_pad_token`` is set (colbert-ai, FastEmbed);
+    * ``skiplist``: as colbert-ai, for each character of ``string.punctuation``, the first id it encodes to;
+    * ``skiplist_words``: as PyLate (``tokenizer.convert_tokens_to_ids(word)``), each word's id as a
+      token of the vocabulary, ``unk_id`` (see :func:`unknown_token_id`) for a word that is not one.
     """
-    ids = {rules.pad_token.id}
+    ids: set[int] = set()
+    if rules.skip_pad_token and rules.pad_token.id is not None:
+        ids.add(rules.pad_token.id)
     if rules.skiplist:
         for symbol in string.punctuation:
             enc = tokenizer.encode(symbol, add_special_tokens=False).ids
             if enc:
                 ids.add(enc[0])
+    for word in rules.skiplist_words or ():
+        found = tokenizer.token_to_id(word)
+        if found is None:
+            found = unk_id
+        if found is not None:
+            ids.add(found)
     return np.array(sorted(ids), dtype=np.int64)
 
 
-def truncating(tokenizer: Tokenizer, length: int) -> Tokenizer:
-    """A copy of ``tokenizer`` that truncates ``[CLS] text [SEP]`` to ``length - 1`` ids (room for the marker).
+class Loaded(NamedTuple):
+    """:func:`load`'s result: the tokenizer, the resolved rules, the ids documents drop, the text preparation."""
+
+    tokenizer: Tokenizer
+    rules: EncodingRules
+    skip: np.ndarray
+    prep: TextPrep
+
+
+def load(folder: str | Path, rules: EncodingRules) -> Loaded:
+    """``folder/tokenizer.json`` loaded and checked (:func:`load_tokenizer`), ``rules`` resolved against
+    it (:func:`resolve_rules`), the ids documents drop (:func:`skiplist_ids`) and what :func:`tokenize`
+    does to each text first (:class:`TextPrep`)."""
+    path = Path(folder) / "tokenizer.json"
+    tokenizer, prep = _load_tokenizer(path, rules)
+    resolved = resolve_rules(tokenizer, rules, path)
+    unk = unknown_token_id(tokenizer, folder) if resolved.skiplist_words else None
+    return Loaded(tokenizer, resolved, skiplist_ids(tokenizer, resolved, unk), prep)
+
+
+def truncating(tokenizer: Tokenizer, length: int, marker: bool = True) -> Tokenizer:
+    """A copy of ``tokenizer`` that truncates ``[CLS] text [SEP]`` to ``length - 1`` ids (room for the
+    marker; ``length`` without one).
 
     Each kind of text gets its own copy, so encoding never mutates shared state (thread-safe).
     """
-    return set_truncation(Tokenizer.from_str(tokenizer.to_str()), length)
+    return set_truncation(Tokenizer.from_str(tokenizer.to_str()), length, marker)
 
 
-def set_truncation(tokenizer: Tokenizer, length: int) -> Tokenizer:
-    """Make ``tokenizer`` itself truncate ``[CLS] text [SEP]`` to ``length - 1`` ids; returns it.
+def set_truncation(tokenizer: Tokenizer, length: int, marker: bool = True) -> Tokenizer:
+    """Make ``tokenizer`` itself truncate ``[CLS] text [SEP]`` to ``length - 1`` ids (``length`` without
+    a marker); returns it.
 
     For a tokenizer no one else holds (a copy costs ~15 ms on a BERT vocabulary, see :func:`truncating`).
     """
-    tokenizer.enable_truncation(max_length=length - 1)
+    tokenizer.enable_truncation(max_length=length - 1 if marker else length)
     tokenizer.no_padding()
     return tokenizer
 
@@ -194,13 +297,18 @@ def _clip(tokenizer: Tokenizer, text: str, max_length: int, cut: re.Pattern[str]
     return text
 
 
-def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`).
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str], prep: TextPrep = TextPrep()) -> list[list[int]]:
+    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`), each text first
+    stripped and/or lower-cased as ``prep`` says.
 
     Very long texts are cut (exactly, see :func:`_clip`) before tokenizing, so time and memory stay
     bounded. A text holding a lone surrogate raises :class:`InvalidTextError`.
     """
     texts = list(texts)
+    if prep.strip:
+        texts = [t.strip() if isinstance(t, str) else t for t in texts]
+    if prep.lower:
+        texts = [t.lower() if isinstance(t, str) else t for t in texts]
     limit = (tokenizer.truncation or {}).get("max_length")
     try:
         if limit and any(len(t) >= 4 * max(1024, _CLIP_CHARS_PER_TOKEN * limit) for t in texts):
@@ -238,35 +346,61 @@ def check_text(i: int, t: object) -> None:
         ) from None
 
 
-def _with_marker(ids: Sequence[Sequence[int]], width: int, pad: int, marker: int) -> tuple[np.ndarray, np.ndarray]:
+def _with_marker(
+    ids: Sequence[Sequence[int]], width: int, pad: int, marker: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(input_ids, attention_mask)`` of shape ``(len(ids), width)``: each ``[CLS] text [SEP]`` with
-    ``marker`` inserted at position 1, right-padded with ``pad`` (attention 0)."""
+    ``marker`` inserted at position 1 (none when ``None``), right-padded with ``pad`` (attention 0)."""
     input_ids = np.full((len(ids), width), pad, dtype=np.int64)
     attention = np.zeros((len(ids), width), dtype=np.int64)
+    shift = 0 if marker is None else 1
     for i, seq in enumerate(ids):
         m = len(seq)
         if m == 0:
             raise ModelLoadError("The tokenizer produced no tokens (no [CLS]/[SEP] post-processor); re-export the model.")
         input_ids[i, 0] = seq[0]
-        input_ids[i, 2 : m + 1] = seq[1:]
-        attention[i, : m + 1] = 1
-    input_ids[:, 1] = marker
+        input_ids[i, 1 + shift : m + shift] = seq[1:]
+        attention[i, : m + shift] = 1
+    if marker is not None:
+        input_ids[:, 1] = marker
     return input_ids, attention
 
 
+def _id(token: Token | None) -> int | None:
+    if token is None:
+        return None
+    if token.id is None:
+        raise ModelLoadError(f"the rules' token {token.token!r} has no id; resolve the rules with lightcol.rules.resolve_rules first")
+    return token.id
+
+
 def build_queries(ids: Sequence[Sequence[int]], rules: EncodingRules) -> Batch:
-    """Query batch from :func:`tokenize` output: marker at 1, padded with the mask token to ``query_length``."""
+    """Query batch from :func:`tokenize` output: marker at 1; with query expansion padded with the mask
+    token to ``query_length`` (every row kept), else padded to the longest (attended rows kept)."""
+    marker, pad = _id(rules.query_marker), _id(rules.pad_token)
+    assert pad is not None
+    if not rules.do_query_expansion:
+        width = max((len(s) for s in ids), default=1) + (marker is not None)
+        input_ids, attention = _with_marker(ids, width, pad, marker)
+        return Batch(input_ids, attention, attention.astype(bool))
+    mask = _id(rules.mask_token)
+    assert mask is not None  # parse_rules: expansion needs a mask token
     n, length = len(ids), rules.query_length
-    input_ids, attention = _with_marker(ids, length, rules.pad_token.id, rules.query_marker.id)
-    input_ids[input_ids == rules.pad_token.id] = rules.mask_token.id
+    input_ids, attention = _with_marker(ids, length, pad, marker)
+    input_ids[input_ids == pad] = mask
     if rules.attend_to_expansion_tokens:
-        attention[input_ids == rules.mask_token.id] = 1
+        attention[input_ids == mask] = 1
     return Batch(input_ids, attention, np.ones((n, length), dtype=bool))
 
 
 def build_documents(ids: Sequence[Sequence[int]], rules: EncodingRules, skip: np.ndarray) -> Batch:
-    """Document batch from :func:`tokenize` output: marker at 1, padded to the longest; ``keep`` drops pads and skiplist ids."""
-    width = max((len(s) for s in ids), default=1) + 1
-    input_ids, attention = _with_marker(ids, width, rules.pad_token.id, rules.document_marker.id)
-    keep = ~np.isin(input_ids, skip)
+    """Document batch from :func:`tokenize` output: marker at 1, padded to the longest; ``keep`` is the
+    attended tokens whose ids are not in ``skip`` (:func:`skiplist_ids`)."""
+    marker, pad = _id(rules.document_marker), _id(rules.pad_token)
+    assert pad is not None
+    width = max((len(s) for s in ids), default=1) + (marker is not None)
+    input_ids, attention = _with_marker(ids, width, pad, marker)
+    keep = attention.astype(bool)
+    if len(skip):
+        keep &= ~np.isin(input_ids, skip)
     return Batch(input_ids, attention, keep)

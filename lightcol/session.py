@@ -196,6 +196,14 @@ def create_session(
     try:
         return ort.InferenceSession(os.fspath(path), sess_options=options, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        from lightcol.model_folder import missing_external_data
+
+        missing = missing_external_data(path)
+        if missing:
+            raise ModelLoadError(
+                f"ONNX file {path} keeps its weights in {', '.join(missing)}, which is not in {path.parent}: copy "
+                "it next to the ONNX file (it belongs to the export), or re-download the model."
+            ) from e
         raise ModelLoadError(
             f"ONNX file {path} could not be loaded ({type(e).__name__}: {str(e).strip()[:300]}); it is truncated or "
             "corrupt: delete it and re-download the model (or re-export the folder)."
