@@ -8,7 +8,7 @@ happens in one PyLate process per session (importing PyLate costs seconds), into
 The models (``TINY_PYLATE``): ModernBERT (byte-level BPE, case-sensitive; a global attention layer
 and two sliding-window layers with a 16-token local window, documents up to 160 tokens), BERT
 (lower-casing WordPiece) and XLM-RoBERTa (Unigram, ``<s>``/``</s>``), each with query expansion
-(BERT's with the expansion tokens attended) and without.
+(BERT's with the expansion tokens attended) and without (XLM-R's with an empty skiplist, as mLateOn).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ TINY_PYLATE: dict[str, dict] = {
     "bert": {"arch": "bert", "attend_to_expansion_tokens": True, "document_length": 128},
     "bert-noexp": {"arch": "bert", "do_query_expansion": False, "document_length": 128},
     "xlmr": {"arch": "xlmr", "document_length": 128, "query_length": 24},
-    "xlmr-noexp": {"arch": "xlmr", "do_query_expansion": False, "document_length": 128},
+    # as mLateOn: no query expansion, trained with an empty skiplist
+    "xlmr-noexp": {"arch": "xlmr", "do_query_expansion": False, "document_length": 128, "skiplist_words": []},
 }
 #: models also exported by LightOn's exporter (colbert-export), for the folder-loading tests
 LIGHTON_EXPORTED = ("modernbert", "bert")
@@ -81,7 +82,19 @@ class TinyPyLate:
 
 
 def build(root: Path) -> dict[str, TinyPyLate]:
-    """Make, encode and export every model of :data:`TINY_PYLATE` under ``root``."""
+    """Make, encode and export every model of :data:`TINY_PYLATE` under ``root``.
+
+    With ``LIGHTCOL_TINY_PYLATE_DIR`` set (a folder of one's own), the models built there by an earlier
+    run with the same models and texts are reused (for quick iterations; CI builds them afresh)."""
+    reuse = os.environ.get("LIGHTCOL_TINY_PYLATE_DIR")
+    if reuse:
+        root = Path(reuse)
+        root.mkdir(parents=True, exist_ok=True)
+        built = root / "built.json"
+        if built.is_file() and json.loads(built.read_text())["texts"] == [DOCUMENTS, QUERIES] and (
+            json.loads(built.read_text())["models"] == TINY_PYLATE
+        ):
+            return load(root)
     if PYLATE_PYTHON is None:
         raise RuntimeError("no PyLate environment: run tools/setup_dev.sh (it builds .venv-pylate)")
     texts = root / "texts.json"
@@ -102,9 +115,18 @@ def build(root: Path) -> dict[str, TinyPyLate]:
     if done.returncode != 0:
         raise RuntimeError(f"tools/pylate_reference.py failed:\n{done.stderr[-4000:]}")
     tool = export_tool()
-    models = {}
+    entries = {}
     for name in TINY_PYLATE:
-        entry = tool.export(root / name / "checkpoint", root / name / "onnx", name=f"tiny-pylate-{name}", quantize="int8")
+        entries[name] = tool.export(root / name / "checkpoint", root / name / "onnx", name=f"tiny-pylate-{name}", quantize="int8")
+    (root / "built.json").write_text(json.dumps({"texts": [DOCUMENTS, QUERIES], "models": TINY_PYLATE, "entries": entries}))
+    return load(root)
+
+
+def load(root: Path) -> dict[str, TinyPyLate]:
+    """The models :func:`build` made under ``root``."""
+    entries = json.loads((root / "built.json").read_text())["entries"]
+    models = {}
+    for name, entry in entries.items():
         models[name] = TinyPyLate(
             name=name,
             checkpoint=root / name / "checkpoint",

@@ -361,6 +361,16 @@ def variant_cosine(onnx_path: Path, variant_path: Path, batches: Batches) -> flo
     return worst
 
 
+def _set_model_max_length(path: Path, rules: dict[str, Any]) -> None:
+    """``model_max_length`` in ``tokenizer_config.json``: the document length less the marker, as PyLate's
+    hub checkpoints carry it, so tools that truncate by it (FastEmbed's ``LateOn``) cut where PyLate does."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model_max_length"] = int(rules["document_length"]) - (rules.get("document_marker") is not None)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def export(
     checkpoint: Path,
     out: Path,
@@ -402,6 +412,8 @@ def export(
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmpdir = Path(tmp)
         tok.save_pretrained(str(tmpdir))
+        if fmt == "pylate":
+            _set_model_max_length(tmpdir / "tokenizer_config.json", rules)
         tokenizer_files = [f for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json") if (tmpdir / f).is_file()]
         encoder.config.to_json_file(str(tmpdir / "config.json"))
         tokenizer_files.append("config.json")
