@@ -389,15 +389,19 @@ class LateInteractionTextEmbedding:
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
         ids = _rules.tokenize(self._query_tokenizer, texts)
-        rows = max(1, min(batch_size, self.batch_tokens // self.spec.rules.query_length))
-        result: list[np.ndarray] = []
-        for start in range(0, len(ids), rows):
-            batch = _rules.build_queries(ids[start : start + rows], self.spec.rules)
+        rules = self.spec.rules
+        if rules.do_query_expansion:  # every query is query_length tokens; every row is kept
+            rows = max(1, min(batch_size, self.batch_tokens // rules.query_length))
+            batches = (np.arange(s, min(s + rows, len(ids))) for s in range(0, len(ids), rows))
+        else:  # padded like documents: batches of similar length
+            lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1
+            batches = _token_batches(lengths, np.argsort(lengths, kind="stable"), batch_size, self.batch_tokens)
+        result: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
+        for idx in batches:
+            batch = _rules.build_queries([ids[i] for i in idx], rules)
             vectors = self._run(batch).astype(dtype, copy=False)
-            if self.spec.rules.do_query_expansion:
-                result.extend(vectors)  # every row, the expansion included
-            else:
-                result.extend(v[k] for v, k in zip(vectors, batch.keep))
+            for row, i in enumerate(idx.tolist()):
+                result[i] = vectors[row] if rules.do_query_expansion else vectors[row][batch.keep[row]]
         return result
 
     def _stream(

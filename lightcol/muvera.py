@@ -19,6 +19,12 @@ than the best of them, which MaxSim takes). At FastEmbed's 10,240 dimensions its
 0.95-0.97 of exhaustive MaxSim's top 10 (FastEmbed's default: 0.87). A fitted encoder is data: save it
 with :meth:`Muvera.save` next to the index it fed and :meth:`Muvera.load` it to encode queries.
 
+Corpus-mean centring (``center=``, and ``Muvera.fit(..., center=True)``): the mean token vector of the
+corpus is subtracted from every vector, of documents and queries alike, before they are bucketed and
+projected. Recent ColBERT models (LateOn and its ModernBERT relatives) put nearly all token vectors in a
+narrow cone, so random hyperplanes and projections barely separate them; LateOn's model card asks for
+this centring before MUVERA. Keep the mean with the encoder (:meth:`save` stores it).
+
 Use it to fetch candidates from any single-vector ANN index, then rerank them with exact MaxSim
 (:func:`lightcol.maxsim.rank`). :data:`RECOMMENDED` (random, FastEmbed-compatible) and :data:`RECOMMENDED_FIT`
 (fitted) are lightcol's measured settings (see README).
@@ -50,8 +56,8 @@ RECOMMENDED: dict[str, int] = {"k_sim": 4, "dim_proj": 8, "r_reps": 80}
 RECOMMENDED_FIT: dict[str, int] = {"k_sim": 6, "dim_proj": 32, "r_reps": 5}
 #: The random settings by the names the CLI and :mod:`lightcol.ray` take.
 NAMED_SETTINGS: dict[str, dict[str, int]] = {"recommended": RECOMMENDED, "fastembed": FASTEMBED_DEFAULTS}
-#: Format version of :meth:`Muvera.save` files.
-_FORMAT = 1
+#: Format version of :meth:`Muvera.save` files (2: with a centring vector; files without one stay 1).
+_FORMAT = 2
 
 #: |float32 SimHash product| below which its sign is recomputed in float64 (float32 error is ~1e-6 here).
 _SIGN_EPS = 1e-4
@@ -67,9 +73,14 @@ class Muvera:
     :param dim_proj: dimensions per bucket after the random projection (``<= dim``).
     :param r_reps: repetitions.
     :param random_seed: seed of the random hyperplanes and projections (FastEmbed's draw order).
+    :param center: a ``(dim,)`` vector subtracted from every input vector before encoding, usually the
+        corpus's mean token vector (:meth:`corpus_mean`); ``None`` (default): FastEmbed's encoding.
     """
 
-    def __init__(self, dim: int, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42) -> None:
+    def __init__(
+        self, dim: int, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42,
+        *, center: npt.ArrayLike | None = None,
+    ) -> None:
         dim = _validate.integer("dim", dim, minimum=1)  # type: ignore[assignment]
         k_sim = _validate.integer("k_sim", k_sim, minimum=1)  # type: ignore[assignment]
         dim_proj = _validate.integer("dim_proj", dim_proj, minimum=1)  # type: ignore[assignment]
@@ -100,7 +111,37 @@ class Muvera:
         self._nearest = np.argsort(hamming, axis=1, kind="stable")
         #: fitted buckets (see :meth:`fit`): (dim, r_reps * 2**k_sim) centroids and (r_reps, 2**k_sim, dim, dim_proj) bases
         self._centroids: np.ndarray | None = None
+        #: the vector subtracted from every input vector (corpus-mean centring), or ``None``
+        self.center: np.ndarray | None = None if center is None else self._check_center(center)
         self._bases: np.ndarray | None = None
+
+    def _check_center(self, center: npt.ArrayLike) -> np.ndarray:
+        c = np.asarray(center)
+        if c.shape != (self.dim,) or c.dtype.kind != "f" or not np.isfinite(c).all():
+            raise ShapeError(
+                f"center must be a finite float vector of shape ({self.dim},) (the corpus's mean token vector, "
+                f"Muvera.corpus_mean(documents)); got shape {c.shape}, dtype {c.dtype}."
+            )
+        return np.array(c, dtype=np.float32, copy=True)  # the caller's array may change later
+
+    @staticmethod
+    def corpus_mean(documents: Iterable[npt.ArrayLike]) -> np.ndarray:
+        """The mean token vector of ``documents`` (each ``(n, dim)``), accumulated in float64: the
+        ``center`` for corpus-mean centring. Streams: only one document is held at a time."""
+        total: np.ndarray | None = None
+        count = 0
+        for i, d in enumerate(documents):
+            a = np.asarray(d)
+            if a.ndim != 2 or a.dtype.kind != "f" or (total is not None and a.shape[1] != total.shape[0]):
+                want = "(n_vectors, dim)" if total is None else f"(n_vectors, {total.shape[0]})"
+                raise ShapeError(f"multivector {i} must be a float array of shape {want}; got shape {a.shape}, dtype {a.dtype}.")
+            if total is None:
+                total = np.zeros(a.shape[1], dtype=np.float64)
+            total += a.sum(axis=0, dtype=np.float64)
+            count += a.shape[0]
+        if total is None or count == 0:
+            raise ArgumentError("corpus_mean needs at least one vector.")
+        return (total / count).astype(np.float32)
 
     @property
     def fitted(self) -> bool:
@@ -118,6 +159,7 @@ class Muvera:
         *,
         sample_size: int = 50_000,
         iters: int = 10,
+        center: bool | npt.ArrayLike = False,
     ) -> Muvera:
         """A Muvera whose buckets are learned from ``documents`` (token vectors of the corpus, or a sample of it).
 
@@ -127,6 +169,9 @@ class Muvera:
         encoded as unit-length bucket means (empty buckets take the document's vector most similar to the
         centroid), queries as bucket sums, both projected. Deterministic for a given ``random_seed``.
         The result is not FastEmbed's encoding: keep it (:meth:`save`) to encode queries later.
+
+        ``center=True``: subtract the mean of all of ``documents``' vectors (:meth:`corpus_mean`) from every
+        vector before learning the buckets and encoding (corpus-mean centring); a ``(dim,)`` vector: that one.
         """
         docs = [np.asarray(d) for d in documents]
         if not docs:
@@ -137,6 +182,13 @@ class Muvera:
         sample_size = _validate.integer("sample_size", sample_size, minimum=1)  # type: ignore[assignment]
         iters = _validate.integer("iters", iters, minimum=1)  # type: ignore[assignment]
         x = np.concatenate([self._check(d, i) for i, d in enumerate(docs)]).astype(np.float32, copy=False)
+        if center is not False and center is not None:
+            if center is True:
+                mean = x.astype(np.float64).mean(axis=0).astype(np.float32)
+            else:
+                mean = center  # type: ignore[assignment]
+            self.center = self._check_center(mean)
+            x = x - self.center
         b = 2**self.k_sim
         if x.shape[0] < b:
             raise ArgumentError(f"Muvera.fit needs at least 2**k_sim = {b} vectors to learn {b} buckets, got {x.shape[0]}.")
@@ -162,11 +214,14 @@ class Muvera:
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write this encoder (its parameters, and the learned buckets of a fitted one) to ``path`` (.npz), atomically."""
-        meta = {"format": _FORMAT, "dim": self.dim, "k_sim": self.k_sim, "dim_proj": self.dim_proj,
-                "r_reps": self.r_reps, "random_seed": self.random_seed, "fitted": self.fitted}
+        # a file without a centring vector stays format 1, readable by lightcol versions before centring
+        meta = {"format": _FORMAT if self.center is not None else 1, "dim": self.dim, "k_sim": self.k_sim,
+                "dim_proj": self.dim_proj, "r_reps": self.r_reps, "random_seed": self.random_seed, "fitted": self.fitted}
         arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if self.fitted:
             arrays["centroids"], arrays["bases"] = self._centroids, self._bases  # type: ignore[assignment]
+        if self.center is not None:
+            arrays["center"] = self.center
         path = os.fspath(path)
         tmp = f"{path}.tmp-{os.getpid()}"
         try:
@@ -187,6 +242,7 @@ class Muvera:
                 fitted = bool(meta["fitted"])
                 centroids = np.asarray(z["centroids"], dtype=np.float32) if fitted else None
                 bases = np.asarray(z["bases"], dtype=np.float32) if fitted else None
+                center = np.asarray(z["center"]) if "center" in z.files else None
         except FileNotFoundError:
             raise
         except Exception as e:  # noqa: BLE001 - any damage is the same error
@@ -195,8 +251,11 @@ class Muvera:
             raise IndexVersionError(
                 f"{os.fspath(path)!r} was written by a newer lightcol (Muvera format {meta['format']}); upgrade lightcol."
             )
-        m = cls(meta["dim"], k_sim=meta["k_sim"], dim_proj=meta["dim_proj"], r_reps=meta["r_reps"],
-                random_seed=meta["random_seed"])
+        try:
+            m = cls(meta["dim"], k_sim=meta["k_sim"], dim_proj=meta["dim_proj"], r_reps=meta["r_reps"],
+                    random_seed=meta["random_seed"], center=center)
+        except ShapeError as e:
+            raise IndexFormatError(f"{os.fspath(path)!r}: its centring vector does not match its parameters ({e}).") from e
         if fitted:
             b = 2 ** m.k_sim
             if centroids.shape != (m.dim, m.r_reps * b) or bases.shape != (m.r_reps, b, m.dim, m.dim_proj):  # type: ignore[union-attr]
@@ -207,10 +266,12 @@ class Muvera:
     # -- FastEmbed's API -------------------------------------------------------------------------
     @classmethod
     def from_multivector_model(
-        cls, model: Any, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42
+        cls, model: Any, k_sim: int = 5, dim_proj: int = 16, r_reps: int = 20, random_seed: int = 42,
+        *, center: npt.ArrayLike | None = None,
     ) -> Muvera:
-        """A Muvera for ``model``'s vectors (its ``embedding_size``)."""
-        return cls(dim=model.embedding_size, k_sim=k_sim, dim_proj=dim_proj, r_reps=r_reps, random_seed=random_seed)
+        """A Muvera for ``model``'s vectors (its ``embedding_size``); ``center`` as in the constructor."""
+        return cls(dim=model.embedding_size, k_sim=k_sim, dim_proj=dim_proj, r_reps=r_reps, random_seed=random_seed,
+                   center=center)
 
     @property
     def embedding_size(self) -> int:
@@ -241,7 +302,8 @@ class Muvera:
     def __repr__(self) -> str:
         return (
             f"Muvera(dim={self.dim}, k_sim={self.k_sim}, dim_proj={self.dim_proj}, r_reps={self.r_reps}, "
-            f"random_seed={self.random_seed}{', fitted=True' if self.fitted else ''})"
+            f"random_seed={self.random_seed}{', fitted=True' if self.fitted else ''}"
+            f"{', centered=True' if self.center is not None else ''})"
         )
 
     # -- implementation ------------------------------------------------------------------------------
@@ -258,6 +320,8 @@ class Muvera:
 
     def _encode(self, items: Iterable[npt.ArrayLike], fill: bool, mean: bool) -> np.ndarray:
         docs = [self._check(v, k) for k, v in enumerate(items)]
+        if self.center is not None:  # corpus-mean centring: documents and queries alike
+            docs = [np.asarray(d, dtype=np.float32) - self.center for d in docs]
         out = np.zeros((len(docs), self.embedding_size), dtype=np.float32)
         # similar lengths together (less padding); chunks of about _CHUNK_VECTORS padded vectors
         order = sorted(range(len(docs)), key=lambda i: docs[i].shape[0])
