@@ -20,7 +20,8 @@ Runs in the PyLate environment (``.venv-pylate``, built by ``tools/setup_dev.sh`
   (64), ``dim`` (16), ``vocab_size`` (700), ``local_attention`` (16, ModernBERT),
   ``global_every`` (3, ModernBERT), ``query_length`` (32), ``document_length`` (160),
   ``do_query_expansion`` (true), ``attend_to_expansion_tokens`` (false), ``query_prefix`` /
-  ``document_prefix`` (PyLate's defaults), ``skiplist_words`` (PyLate's default), ``seed`` (0).
+  ``document_prefix`` (PyLate's defaults), ``skiplist_words`` (PyLate's default), ``seed`` (0),
+  ``tokenizer_texts`` (ModernBERT: a text file, one text per line, to train the BPE on instead).
   The same seed gives the same weights and tokenizer.
 * ``encode`` loads a checkpoint with ``pylate.models.ColBERT`` and writes its ``encode`` output
   (``doc_{i}`` for ``{"documents": [...]}``, ``query_{i}`` for ``{"queries": [...]}``, float32,
@@ -62,7 +63,7 @@ def corpus(n: int = 400, seed: int = 0) -> list[str]:
     return out
 
 
-def bpe_tokenizer(vocab_size: int) -> Any:
+def bpe_tokenizer(vocab_size: int, texts: list[str] | None = None) -> Any:
     """Byte-level BPE, case-sensitive (ModernBERT's kind): ``[CLS] text [SEP]``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -74,7 +75,7 @@ def bpe_tokenizer(vocab_size: int) -> Any:
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(), trainer)
+    tok.train_from_iterator(texts or corpus(), trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
@@ -133,7 +134,10 @@ def backbone(arch: str, folder: Path, spec: dict[str, Any]) -> None:
     if arch == "modernbert":
         from transformers import ModernBertConfig, ModernBertModel
 
-        tok, special = bpe_tokenizer(vocab)
+        train = None
+        if spec.get("tokenizer_texts"):  # a text file to train the BPE on (one text per line)
+            train = Path(spec["tokenizer_texts"]).read_text(encoding="utf-8").splitlines()
+        tok, special = bpe_tokenizer(vocab, train)
         ids = {k: tok.token_to_id(v) for k, v in special.items()}
         config = ModernBertConfig(
             vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
