@@ -114,7 +114,7 @@ def fastembed_docs_per_s(docs: list[np.ndarray], cfg: dict[str, int]) -> float |
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed_docs: int) -> None:
+def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed_docs: int, speed: bool = True) -> None:
     exact_idx, _ = maxsim.rank_many(qv, dv, 10)
     exact = ranked_ids(exact_idx, doc_ids)
     ns = (50, 100, 200, 500)
@@ -124,8 +124,12 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
         fitted = name.startswith("fit")
         cfg = dict(cfg)
         seed = cfg.pop("random_seed", 42)
+        centred = cfg.pop("center", False)
         t = time.perf_counter()
-        mv = Muvera.fit(dv, random_seed=seed, **cfg) if fitted else Muvera(dv[0].shape[1], random_seed=seed, **cfg)
+        if fitted:
+            mv = Muvera.fit(dv, random_seed=seed, center=centred, **cfg)
+        else:
+            mv = Muvera(dv[0].shape[1], random_seed=seed, center=Muvera.corpus_mean(dv) if centred else None, **cfg)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         fd = mv.process_documents(dv)
@@ -146,12 +150,12 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
             recalls.append(overlap_at(top, exact, 10))
             if n == 100:
                 reranked100 = top
-        theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg)
-        speed = (f"{theirs:.0f}", f"{ours / theirs:.1f}x") if theirs else ("n/a", "n/a")
+        theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg) if speed else None
+        speed_cols = (f"{theirs:.0f}", f"{ours / theirs:.1f}x") if theirs else ("n/a", "n/a")
         if fitted:
             name = f"{name} (fit {fit_s:.1f} s)"
         rows.append((name, cfg["k_sim"], cfg["dim_proj"], cfg["r_reps"], f"{mv.embedding_size:,}", f"{ndcg_at(alone, rel):.4f}",
-                     *(f"{r:.3f}" for r in recalls), f"{ndcg_at(reranked100, rel):.4f}", f"{ours:.0f}", *speed))
+                     *(f"{r:.3f}" for r in recalls), f"{ndcg_at(reranked100, rel):.4f}", f"{ours:.0f}", *speed_cols))
     print_table(("setting", "k_sim", "dim_proj", "r_reps", "dims", "nDCG@10 alone", *(f"recall@10 N={n}" for n in ns),
                  "nDCG@10 N=100 reranked", "encode docs/s", "FastEmbed docs/s", "speed-up"), rows)
 
@@ -162,12 +166,17 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=None, help="cache the CISI vectors in this .npz (reruns skip embedding)")
     p.add_argument("--speed-docs", type=int, default=300, help="documents embedding, pooling and FastEmbed's Muvera are timed on")
     p.add_argument("--search", action="store_true", help="also try more MUVERA settings (<= 10,240 dims)")
+    p.add_argument("--center", action="store_true",
+                   help="also each MUVERA setting with corpus-mean centring (Muvera(center=...), fit(center=True))")
+    p.add_argument("--no-pooling", action="store_true", help="skip the pooling table")
+    p.add_argument("--no-speed", action="store_true", help="skip FastEmbed's encoding speed (quality columns only)")
     args = p.parse_args()
     doc_ids, dv, query_ids, qv, qrels, seconds = embedded_cisi(args.model, args.cache)
     rel = [qrels.get(q, set()) for q in query_ids]
     print(f"model {args.model.name}: {len(dv)} documents ({sum(len(v) for v in dv):,} vectors), {len(qv)} queries; "
           f"embedding took {seconds:.1f} s")
-    pooling_table(doc_ids, dv, qv, rel, embed_and_pool_seconds(args.model, args.speed_docs))
+    if not args.no_pooling:
+        pooling_table(doc_ids, dv, qv, rel, embed_and_pool_seconds(args.model, args.speed_docs))
     configs = {"FastEmbed default": FASTEMBED_DEFAULTS, "Weaviate default": WEAVIATE_DEFAULTS, "lightcol recommended": RECOMMENDED,
                "fitted, lightcol RECOMMENDED_FIT": RECOMMENDED_FIT}
     if args.search:
@@ -177,7 +186,10 @@ def main() -> int:
             configs[f"fitted k{k} p{dp} r{r}"] = {"k_sim": k, "dim_proj": dp, "r_reps": r}
         for seed in (1, 2):
             configs[f"fitted RECOMMENDED_FIT, seed {seed}"] = {**RECOMMENDED_FIT, "random_seed": seed}
-    muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs)
+    if args.center:
+        configs = {k: v for name, cfg in configs.items()
+                   for k, v in ((name, cfg), (f"{name}, centred", {**cfg, "center": True}))}
+    muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs, speed=not args.no_speed)
     return 0
 
 

@@ -191,7 +191,7 @@ class LateInteractionTextEmbedding:
         self._optimize = bool(optimize)
         self._check_position_limit()
         # the rules' special tokens resolved (token and id) against the model's own tokenizer
-        base, rules, self._skip = _rules.load(self.model_dir, self.spec.rules)
+        base, rules, self._skip, self._prep = _rules.load(self.model_dir, self.spec.rules)
         self.spec = dataclasses.replace(self.spec, rules=rules)
         # the loaded tokenizer becomes the query one; the document one is a copy made on first use
         # (a copy costs ~15 ms: a serverless function that only embeds queries never pays it)
@@ -368,7 +368,7 @@ class LateInteractionTextEmbedding:
         """Vectors of ``texts`` in input order; ``pool`` = (pool_factor, protected_tokens) pools them (float32 first)."""
         pooled = pool[0] > 1
         cast = dtype if not pooled else np.float32
-        ids = _rules.tokenize(self._doc_tokenizer, texts)
+        ids = _rules.tokenize(self._doc_tokenizer, texts, self._prep)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1  # + marker
         order = np.argsort(lengths, kind="stable")
         result: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
@@ -388,7 +388,7 @@ class LateInteractionTextEmbedding:
         return result
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
-        ids = _rules.tokenize(self._query_tokenizer, texts)
+        ids = _rules.tokenize(self._query_tokenizer, texts, self._prep)
         rules = self.spec.rules
         if rules.do_query_expansion:  # every query is query_length tokens; every row is kept
             rows = max(1, min(batch_size, self.batch_tokens // rules.query_length))
@@ -531,7 +531,7 @@ class LateInteractionTextEmbedding:
             if not is_doc and include_extension and rules.do_query_expansion:
                 total += len(chunk) * query_length  # marker + text + [MASK] expansion
             else:
-                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk))
+                total += sum(len(s) for s in _rules.tokenize(tokenizer, chunk, self._prep))
                 if include_extension and marker:
                     total += len(chunk)  # one marker each
             if error is not None:

@@ -249,6 +249,7 @@ def _exporter_spec(folder: Path, config: dict[str, Any], name: str, pylate: dict
             "token_type_ids": _get(config, "uses_token_type_ids", bool, path, None),
             "graph_normalizes": True,
             "output_name": "output",
+            "strip_whitespace": True,  # PyLate tokenizes through sentence-transformers, which strips every text
         },
         "provenance": provenance,
     }
@@ -286,6 +287,7 @@ def _pylate_spec(folder: Path, config: dict[str, Any]) -> ModelSpec:
             "skiplist_words": _get(settings, "skiplist_words", list, path),
             "skip_pad_token": False,
             "lowercase": _get(_sbert_config(folder), "do_lower_case", bool, folder / "sentence_bert_config.json", False),
+            "strip_whitespace": True,  # sentence-transformers' Transformer.tokenize strips every text
         },
         "provenance": {"rules": f"{PYLATE_CONFIG} (PyLate), PyLate 1.6 defaults for settings it leaves out"},
     }

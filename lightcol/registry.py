@@ -45,6 +45,7 @@ RULE_DEFAULTS: dict[str, Any] = {
     "token_type_ids": None,
     "graph_normalizes": False,
     "output_name": None,
+    "strip_whitespace": False,
 }
 
 
@@ -77,8 +78,11 @@ class EncodingRules:
       does) and those ids are dropped from documents. ``None``: none; ``[]``: an empty skiplist.
     * ``skip_pad_token``: documents also drop the pad token wherever its id occurs (colbert-ai,
       FastEmbed's ``Colbert``), not only the padding; ``False``: every attended token is kept (PyLate).
-    * ``lowercase``: texts are lower-cased before tokenizing (added to the tokenizer's normalizer
-      when it does not lower-case already).
+    * ``lowercase``: texts are lower-cased before tokenizing: with ``str.lower()`` as sentence-transformers'
+      ``do_lower_case`` does, unless the tokenizer lower-cases by itself (BERT uncased, colbert-ai).
+    * ``strip_whitespace``: leading and trailing whitespace is stripped from every text first
+      (``str.strip()``: sentence-transformers' ``Transformer.tokenize``, through which PyLate tokenizes;
+      it matters for byte-level BPE and SentencePiece tokenizers, where a leading space is a token).
     * ``token_type_ids``: whether the graph takes ``token_type_ids`` (fed as zeros); ``None``: as
       the graph declares. A graph that lacks an input the rules say it takes does not load.
     * ``graph_normalizes``: the graph already L2-normalises its output rows (LightOn's exporter);
@@ -101,6 +105,7 @@ class EncodingRules:
     token_type_ids: bool | None = None
     graph_normalizes: bool = False
     output_name: str | None = None
+    strip_whitespace: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The rules as JSON-native values (what ``models.json`` and indexes store)."""
@@ -249,6 +254,7 @@ def parse_rules(rules: dict[str, Any], where: str) -> EncodingRules:
         token_type_ids=_optional(rules, "token_type_ids", bool, where),
         graph_normalizes=_optional(rules, "graph_normalizes", bool, where),
         output_name=output_name,
+        strip_whitespace=_optional(rules, "strip_whitespace", bool, where),
     )
     # [start] marker <at least one slot> [end]
     for name in ("query_length", "document_length"):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
@@ -45,12 +46,24 @@ def _normalizer_lowercases(tokenizer: Tokenizer) -> bool:
     return norm is not None and norm.normalize_str("ABC") == "abc"
 
 
+class TextPrep(NamedTuple):
+    """What happens to a text before the tokenizer sees it (sentence-transformers' ``Transformer.tokenize``,
+    which PyLate uses: ``str.strip()``, then ``str.lower()`` when ``do_lower_case``)."""
+
+    strip: bool = False
+    lower: bool = False
+
+
 def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
     """Load ``tokenizer.json`` and check it against the rules (marker, mask and pad ids, lowercasing).
 
     Raises :class:`ModelLoadError` naming the file when it is missing, unreadable, or belongs to
     another model (the rules' special tokens have other ids in it).
     """
+    return _load_tokenizer(path, rules)[0]
+
+
+def _load_tokenizer(path: str | Path, rules: EncodingRules) -> tuple[Tokenizer, TextPrep]:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Tokenizer file {path} is missing; re-download the model or re-export the folder.")
@@ -62,6 +75,9 @@ def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
             "re-download the model or re-export the folder."
         ) from e
     resolve_rules(tokenizer, rules, path)  # the rules' special tokens must be this tokenizer's
+    # lower-cased in Python (exactly str.lower(), as sentence-transformers) only where the tokenizer does not
+    # lower-case by itself: a BERT-uncased tokenizer keeps its own lower-casing (colbert-ai's behaviour)
+    prep = TextPrep(strip=rules.strip_whitespace, lower=rules.lowercase and not _normalizer_lowercases(tokenizer))
     if rules.lowercase and not _normalizer_lowercases(tokenizer):
         # The rules say the model sees lower-cased text: make the tokenizer do it (native code).
         # first, as sentence-transformers lower-cases the text before the tokenizer sees it
@@ -70,7 +86,7 @@ def load_tokenizer(path: str | Path, rules: EncodingRules) -> Tokenizer:
         tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    return tokenizer
+    return tokenizer, prep
 
 
 _SPECIAL_TOKENS = ("query_marker", "document_marker", "mask_token", "pad_token")
@@ -153,14 +169,24 @@ def skiplist_ids(tokenizer: Tokenizer, rules: EncodingRules, unk_id: int | None 
     return np.array(sorted(ids), dtype=np.int64)
 
 
-def load(folder: str | Path, rules: EncodingRules) -> tuple[Tokenizer, EncodingRules, np.ndarray]:
+class Loaded(NamedTuple):
+    """:func:`load`'s result: the tokenizer, the resolved rules, the ids documents drop, the text preparation."""
+
+    tokenizer: Tokenizer
+    rules: EncodingRules
+    skip: np.ndarray
+    prep: TextPrep
+
+
+def load(folder: str | Path, rules: EncodingRules) -> Loaded:
     """``folder/tokenizer.json`` loaded and checked (:func:`load_tokenizer`), ``rules`` resolved against
-    it (:func:`resolve_rules`) and the ids documents drop (:func:`skiplist_ids`)."""
+    it (:func:`resolve_rules`), the ids documents drop (:func:`skiplist_ids`) and what :func:`tokenize`
+    does to each text first (:class:`TextPrep`)."""
     path = Path(folder) / "tokenizer.json"
-    tokenizer = load_tokenizer(path, rules)
+    tokenizer, prep = _load_tokenizer(path, rules)
     resolved = resolve_rules(tokenizer, rules, path)
     unk = unknown_token_id(tokenizer, folder) if resolved.skiplist_words else None
-    return tokenizer, resolved, skiplist_ids(tokenizer, resolved, unk)
+    return Loaded(tokenizer, resolved, skiplist_ids(tokenizer, resolved, unk), prep)
 
 
 def truncating(tokenizer: Tokenizer, length: int, marker: bool = True) -> Tokenizer:
@@ -271,13 +297,18 @@ def _clip(tokenizer: Tokenizer, text: str, max_length: int, cut: re.Pattern[str]
     return text
 
 
-def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`).
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str], prep: TextPrep = TextPrep()) -> list[list[int]]:
+    """Token ids of ``[CLS] text [SEP]`` per text (``tokenizer`` from :func:`truncating`), each text first
+    stripped and/or lower-cased as ``prep`` says.
 
     Very long texts are cut (exactly, see :func:`_clip`) before tokenizing, so time and memory stay
     bounded. A text holding a lone surrogate raises :class:`InvalidTextError`.
     """
     texts = list(texts)
+    if prep.strip:
+        texts = [t.strip() if isinstance(t, str) else t for t in texts]
+    if prep.lower:
+        texts = [t.lower() if isinstance(t, str) else t for t in texts]
     limit = (tokenizer.truncation or {}).get("max_length")
     try:
         if limit and any(len(t) >= 4 * max(1024, _CLIP_CHARS_PER_TOKEN * limit) for t in texts):

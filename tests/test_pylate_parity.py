@@ -88,3 +88,4 @@ def test_export_matches_pytorch_and_records_the_rules(tiny_pylate, name: str) ->
     assert rules["skiplist"] is False and rules["skip_pad_token"] is False
     assert rules["skiplist_words"] == spec.get("skiplist_words", list(__import__("string").punctuation))
     assert rules["token_type_ids"] is False and rules["output_name"] == "contextual"
+    assert rules["strip_whitespace"] is True

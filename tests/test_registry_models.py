@@ -74,8 +74,8 @@ def test_rules_are_consistent_with_the_family() -> None:
         if r.skiplist_words is not None:  # PyLate's semantics: no colbert-ai skiplist on top, pads kept by attention
             assert not r.skiplist and not r.skip_pad_token
             assert r.skiplist_words in ((), tuple(string.punctuation))
-        if spec.model.startswith("lightonai/"):  # PyLate models: the expansion token pads too
-            assert r.pad_token == r.mask_token
+        if spec.model.startswith("lightonai/"):  # PyLate models: the expansion token pads too; texts stripped
+            assert r.pad_token == r.mask_token and r.strip_whitespace
 
 
 def test_modernbert_era_rows_state_pylate_settings() -> None:

@@ -159,9 +159,31 @@ def test_pylate_skiplist_words_are_vocabulary_tokens(tok) -> None:
 
 
 def test_load_resolves_rules_and_skiplist_from_the_folder() -> None:
-    tokenizer, rules, skip = R.load(ONNX_DIR, dataclasses.replace(RULES, mask_token=Token("[MASK]", None)))
+    tokenizer, rules, skip, prep = R.load(ONNX_DIR, dataclasses.replace(RULES, mask_token=Token("[MASK]", None)))
     assert rules == RULES and tokenizer.token_to_id("[MASK]") == 103
     np.testing.assert_array_equal(skip, R.skiplist_ids(tokenizer, RULES))
+    assert prep == R.TextPrep(strip=False, lower=False)  # BERT uncased lower-cases by itself (colbert-ai)
+
+
+def test_strip_whitespace_and_python_lowercasing_as_sentence_transformers(tmp_path) -> None:
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+
+    # a tokenizer where a leading space is a token of its own (as in byte-level BPE / SentencePiece)
+    cased = Tokenizer.from_file(str(ONNX_DIR / "tokenizer.json"))
+    cased.normalizer = normalizers.NFC()
+    cased.pre_tokenizer = pre_tokenizers.Split(" ", "isolated")
+    path = tmp_path / "tokenizer.json"
+    cased.save(str(path))
+    text = "  Hello World  "
+    pylate = dataclasses.replace(RULES, strip_whitespace=True)
+    tok, prep = R._load_tokenizer(path, pylate)
+    assert prep == R.TextPrep(strip=True, lower=True)
+    stripped = R.tokenize(tok, [text], prep)[0]
+    assert stripped == R.tokenize(tok, ["hello world"], prep)[0] == tok.encode("hello world").ids
+    assert R.tokenize(tok, [text])[0] != stripped  # without the rule the spaces are tokens
+    # str.lower() exactly (final sigma), not the tokenizer's character-wise lower-casing
+    assert R.tokenize(tok, ["ΟΔΟΣ"], prep)[0] == tok.encode("οδος").ids
+    assert _rules(strip_whitespace=True).strip_whitespace and not _rules().strip_whitespace
 
 
 def test_lowercase_rule_lowercases_before_the_tokenizer(tmp_path) -> None:

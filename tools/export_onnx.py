@@ -33,7 +33,8 @@ Supported inputs:
   batch six windows long). The rules written are PyLate 1.6's ``ColBERT`` behaviour: the prefix
   tokens (``"[Q] "``/``"[D] "``, none for an empty prefix) inserted after the start token, query
   expansion on or off (``do_query_expansion``), the mask token (else EOS, else pad) as expansion and
-  padding token, ``skiplist_words`` as vocabulary tokens, lengths, case.
+  padding token, ``skiplist_words`` as vocabulary tokens, lengths, case, texts stripped of leading
+  and trailing whitespace (sentence-transformers does it).
 
 The graph takes ``input_ids`` and ``attention_mask`` only (BERT's ``token_type_ids`` are zeros in
 both PyLate and colbert-ai, the model's default), and returns unnormalised vectors (``contextual``).
@@ -232,6 +233,8 @@ def load_pylate(folder: Path) -> tuple[Any, Any, list[Any], dict[str, Any]]:
         "skiplist_words": list(string.punctuation) if skip_words is None else list(skip_words),
         "skip_pad_token": False,
         "lowercase": bool(st_module.get("do_lower_case", False)) or bool(_normalizer_lowercases(tok.backend_tokenizer)),
+        # sentence-transformers' Transformer.tokenize strips every text before tokenizing
+        "strip_whitespace": True,
     }
     return encoder, tok, heads, rules
 

@@ -35,12 +35,16 @@ def run(args: argparse.Namespace) -> int:
 
 def derive(args: argparse.Namespace, ensure: Any, own_variant: str | None = None) -> Path:
     """Make a derived file of MODEL|FOLDER's float32 ONNX file with ``ensure`` (int8, optimised) and return it."""
+    from lightcol import model_folder
     from lightcol.errors import ModelLoadError
-    from lightcol.registry import get_spec, read_folder_config
+    from lightcol.registry import get_spec
 
     folder = Path(args.model)
     if folder.is_dir():
-        spec = read_folder_config(folder)
+        try:  # lightcol's, LightOn's exporter's, PyLate's or FastEmbed's folder: its model file and variants
+            spec = model_folder.describe(folder)
+        except ModelLoadError:
+            spec = None
         name = spec.model_file if spec is not None else "model.onnx"
         own = spec.variants.get(own_variant) if spec is not None and own_variant else None
         if own and (folder / own).is_file() and not args.force:
