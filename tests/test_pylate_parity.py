@@ -89,3 +89,18 @@ def test_export_matches_pytorch_and_records_the_rules(tiny_pylate, name: str) ->
     assert rules["skiplist_words"] == spec.get("skiplist_words", list(__import__("string").punctuation))
     assert rules["token_type_ids"] is False and rules["output_name"] == "contextual"
     assert rules["strip_whitespace"] is True
+
+
+@pytest.mark.parametrize("name", ["modernbert", "bert-noexp", "xlmr"])
+def test_int8_and_optimized_graphs_keep_the_vectors(tiny_pylate, name: str) -> None:
+    """``quantized=True`` (the export's model_int8.onnx) and ``optimize=True`` (lightcol.optimize's rewrite)
+    on the new architectures: the same tokens, vectors close to float32 (measured on these models:
+    optimize min cosine 0.99994, int8 min 0.9996)."""
+    tiny = tiny_pylate[name]
+    base = _model(tiny)
+    ref = list(base.embed(DOCUMENTS)) + list(base.query_embed(QUERIES))
+    for kwargs, least in (({"optimize": True}, 0.999), ({"quantized": True}, 0.99)):
+        got = list(_model(tiny, **kwargs).embed(DOCUMENTS)) + list(_model(tiny, **kwargs).query_embed(QUERIES))
+        assert [g.shape for g in got] == [r.shape for r in ref]
+        worst = min(min_cosine(g, r) for g, r in zip(got, ref, strict=True))
+        assert worst >= least, f"{name} {kwargs}: min per-token cosine vs float32 {worst:.5f}"
