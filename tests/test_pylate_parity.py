@@ -104,3 +104,20 @@ def test_int8_and_optimized_graphs_keep_the_vectors(tiny_pylate, name: str) -> N
         assert [g.shape for g in got] == [r.shape for r in ref]
         worst = min(min_cosine(g, r) for g, r in zip(got, ref, strict=True))
         assert worst >= least, f"{name} {kwargs}: min per-token cosine vs float32 {worst:.5f}"
+
+
+@pytest.mark.parametrize("name", ["modernbert", "bert"])
+def test_folder_made_by_lighton_exporter_loads_and_equals_pylate(tiny_pylate, name: str) -> None:
+    """A real folder written by LightOn's exporter (colbert-export 0.1.0: model.onnx + external
+    model.onnx.data, tokenizer.json, config_sentence_transformers.json) loads with no other argument,
+    and its document vectors are PyLate's. (The exporter records do_query_expansion=false whatever the
+    model says, so its queries are not the expanded ones PyLate returns; documents do not depend on it.)"""
+    import json
+
+    tiny = tiny_pylate[name]
+    folder = tiny.lighton
+    assert (folder / "model.onnx.data").is_file() and not (folder / "lightcol_config.json").exists()
+    assert json.loads((folder / "config_sentence_transformers.json").read_text())["do_query_expansion"] is False
+    got = list(_model(type(tiny)(name, tiny.checkpoint, folder, tiny.reference)).embed(DOCUMENTS, batch_size=5))
+    worst = _compare(got, tiny.ref("doc"), DOCUMENTS)
+    assert worst >= 0.9999, f"{name} (LightOn export): smallest per-token cosine vs PyLate {worst:.6f}"
