@@ -114,7 +114,7 @@ def fastembed_docs_per_s(docs: list[np.ndarray], cfg: dict[str, int]) -> float |
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed_docs: int, speed: bool = True) -> None:
+def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed_docs: int, with_speed: bool = True) -> None:
     exact_idx, _ = maxsim.rank_many(qv, dv, 10)
     exact = ranked_ids(exact_idx, doc_ids)
     ns = (50, 100, 200, 500)
@@ -150,12 +150,12 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
             recalls.append(overlap_at(top, exact, 10))
             if n == 100:
                 reranked100 = top
-        theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg) if speed else None
-        speed_cols = (f"{theirs:.0f}", f"{ours / theirs:.1f}x") if theirs else ("n/a", "n/a")
+        theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg) if with_speed else None
+        speed = (f"{theirs:.0f}", f"{ours / theirs:.1f}x") if theirs else ("n/a", "n/a")
         if fitted:
             name = f"{name} (fit {fit_s:.1f} s)"
         rows.append((name, cfg["k_sim"], cfg["dim_proj"], cfg["r_reps"], f"{mv.embedding_size:,}", f"{ndcg_at(alone, rel):.4f}",
-                     *(f"{r:.3f}" for r in recalls), f"{ndcg_at(reranked100, rel):.4f}", f"{ours:.0f}", *speed_cols))
+                     *(f"{r:.3f}" for r in recalls), f"{ndcg_at(reranked100, rel):.4f}", f"{ours:.0f}", *speed))
     print_table(("setting", "k_sim", "dim_proj", "r_reps", "dims", "nDCG@10 alone", *(f"recall@10 N={n}" for n in ns),
                  "nDCG@10 N=100 reranked", "encode docs/s", "FastEmbed docs/s", "speed-up"), rows)
 
@@ -189,7 +189,7 @@ def main() -> int:
     if args.center:
         configs = {k: v for name, cfg in configs.items()
                    for k, v in ((name, cfg), (f"{name}, centred", {**cfg, "center": True}))}
-    muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs, speed=not args.no_speed)
+    muvera_table(doc_ids, dv, qv, rel, configs, args.speed_docs, with_speed=not args.no_speed)
     return 0
 
 
