@@ -97,3 +97,18 @@ def model():
     from lightcol import LateInteractionTextEmbedding
 
     return LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, cuda=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_pylate(tmp_path_factory):
+    """Tiny PyLate ColBERTs (ModernBERT, BERT, XLM-R; with and without query expansion), their lightcol
+    exports and PyLate's own vectors, built once per session (see tests/pylate_models.py)."""
+    import pylate_models
+
+    if pylate_models.PYLATE_PYTHON is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must run the PyLate parity tests: run tools/setup_dev.sh (it builds .venv-pylate)")
+        pytest.skip("no PyLate environment: run tools/setup_dev.sh or set LIGHTCOL_PYLATE_PYTHON")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return pylate_models.build(tmp_path_factory.mktemp("tiny-pylate"))

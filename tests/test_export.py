@@ -88,7 +88,10 @@ def test_pylate_export(tmp_path: Path) -> None:
     assert entry["dim"] == 8
     rules = entry["rules"]
     assert (rules["query_length"], rules["document_length"], rules["attend_to_expansion_tokens"]) == (24, 40, True)
-    assert rules["query_marker"] == {"token": "[unused0]", "id": 1} and rules["skiplist"] is True
+    assert rules["query_marker"] == {"token": "[unused0]", "id": 1}
+    # PyLate's skiplist: its words as vocabulary tokens, not colbert-ai's punctuation rule; pads with [MASK]
+    assert rules["skiplist"] is False and rules["skiplist_words"] == ["!", ",", "."] and rules["skip_pad_token"] is False
+    assert rules["pad_token"] == rules["mask_token"] == {"token": "[MASK]", "id": 103}
     m = LateInteractionTextEmbedding(specific_model_path=tmp_path / "out")
     assert next(m.query_embed("hello")).shape == (24, 8)
     # the exported model matches the PyTorch stack (encoder -> Dense -> Dense), normalised

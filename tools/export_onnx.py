@@ -27,7 +27,17 @@ Supported inputs:
 * colbert-ai: ``config.json`` + weights (``model.safetensors`` or ``pytorch_model.bin``) with the
   encoder under its base-model prefix (``bert.``...) and ``linear.weight``, plus ``artifact.metadata``.
 * PyLate: ``modules.json`` with a Transformer module and one or more Dense modules, plus
-  ``config_sentence_transformers.json`` with the prefixes and lengths.
+  ``config_sentence_transformers.json`` with the prefixes and lengths. Any encoder ``transformers``
+  loads: BERT, XLM-RoBERTa, ModernBERT (global and sliding-window local attention layers; the
+  local-window mask is computed in the graph from the input length, and ``--verify`` also runs a
+  batch six windows long). The rules written are PyLate 1.6's ``ColBERT`` behaviour: the prefix
+  tokens (``"[Q] "``/``"[D] "``, none for an empty prefix) inserted after the start token, query
+  expansion on or off (``do_query_expansion``), the mask token (else EOS, else pad) as expansion and
+  padding token, ``skiplist_words`` as vocabulary tokens, lengths, case, texts stripped of leading
+  and trailing whitespace (sentence-transformers does it).
+
+The graph takes ``input_ids`` and ``attention_mask`` only (BERT's ``token_type_ids`` are zeros in
+both PyLate and colbert-ai, the model's default), and returns unnormalised vectors (``contextual``).
 """
 
 from __future__ import annotations
@@ -149,8 +159,37 @@ def _activation(name: str | None) -> Any:
     return getattr(importlib.import_module(module), cls)()
 
 
+def _pylate_expansion_token(tok: Any) -> dict[str, Any]:
+    """The token PyLate expands queries and pads batches with: the mask token, else EOS, else pad
+    (``pylate.models.ColBERT`` sets the tokenizer's ``pad_token_id`` to it)."""
+    for token, tid in ((tok.mask_token, tok.mask_token_id), (tok.eos_token, tok.eos_token_id), (tok.pad_token, tok.pad_token_id)):
+        if token is not None and tid is not None:
+            return {"token": str(token), "id": int(tid)}
+    raise ExportError("the tokenizer has no mask, EOS or pad token to expand queries and pad batches with (PyLate needs one)")
+
+
+def _pylate_prefix(tok: Any, prefix: str | None, default: str, what: str) -> dict[str, Any] | None:
+    """A PyLate prefix (``"[Q] "``: an added token, trailing space included) as a marker rule; ``""``: none."""
+    prefix = default if prefix is None else prefix
+    if prefix == "":
+        return None
+    tid = tok.convert_tokens_to_ids(prefix)
+    if tid is None or tid == tok.unk_token_id:
+        raise ExportError(
+            f"{what} {prefix!r} is not a token of the checkpoint's tokenizer; save the checkpoint with PyLate "
+            "(pylate.models.ColBERT(...).save), which adds its prefixes to the tokenizer"
+        )
+    return {"token": prefix, "id": int(tid)}
+
+
 def load_pylate(folder: Path) -> tuple[Any, Any, list[Any], dict[str, Any]]:
-    """Encoder, tokenizer, Dense heads and rules from a PyLate (sentence-transformers) folder."""
+    """Encoder, tokenizer, Dense heads and rules from a PyLate (sentence-transformers) folder.
+
+    The rules are PyLate 1.6's ``ColBERT`` behaviour as data: prefix tokens inserted after the start
+    token (``query_prefix``/``document_prefix``, none when empty), queries expanded with the mask
+    token (else EOS, else pad) when ``do_query_expansion``, batches padded with that same token,
+    ``skiplist_words`` looked up as tokens of the vocabulary, every other attended token kept.
+    """
     import torch
     from transformers import AutoModel
 
@@ -172,18 +211,31 @@ def load_pylate(folder: Path) -> tuple[Any, Any, list[Any], dict[str, Any]]:
         layer.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
         heads.append(torch.nn.Sequential(layer, _activation(cfg.get("activation_function"))))
     tok = _tokenizer(enc_dir)
-    q_prefix = st_config.get("query_prefix", "[unused0]").strip()
-    d_prefix = st_config.get("document_prefix", "[unused1]").strip()
-    if not st_config.get("do_query_expansion", True):
-        raise ExportError("checkpoints without query expansion (do_query_expansion=false) are not supported yet")
-    skip_words = st_config.get("skiplist_words", list(string.punctuation))
-    rules = _base_rules(tok, q_prefix, d_prefix)
-    rules.update(
-        query_length=int(st_config.get("query_length", 32)),
-        document_length=int(st_config.get("document_length", 180)),
-        attend_to_expansion_tokens=bool(st_config.get("attend_to_expansion_tokens", False)),
-        skiplist=bool(skip_words),
-    )
+    st_module = {}
+    if (enc_dir / "sentence_bert_config.json").is_file():
+        st_module = json.loads((enc_dir / "sentence_bert_config.json").read_text())
+    from lightcol.rules import _normalizer_lowercases
+
+    expansion = bool(st_config.get("do_query_expansion", True))
+    expand_token = _pylate_expansion_token(tok)
+    skip_words = st_config.get("skiplist_words")
+    rules = {
+        "query_marker": _pylate_prefix(tok, st_config.get("query_prefix"), "[Q] ", "query prefix"),
+        "document_marker": _pylate_prefix(tok, st_config.get("document_prefix"), "[D] ", "document prefix"),
+        "mask_token": expand_token,
+        "pad_token": expand_token,
+        "query_length": int(st_config.get("query_length") or 32),
+        "document_length": int(st_config.get("document_length") or 180),
+        "do_query_expansion": expansion,
+        # PyLate turns attention to expansion tokens off without expansion
+        "attend_to_expansion_tokens": expansion and bool(st_config.get("attend_to_expansion_tokens", False)),
+        "skiplist": False,
+        "skiplist_words": list(string.punctuation) if skip_words is None else list(skip_words),
+        "skip_pad_token": False,
+        "lowercase": bool(st_module.get("do_lower_case", False)) or bool(_normalizer_lowercases(tok.backend_tokenizer)),
+        # sentence-transformers' Transformer.tokenize strips every text before tokenizing
+        "strip_whitespace": True,
+    }
     return encoder, tok, heads, rules
 
 
@@ -213,30 +265,70 @@ def build_module(encoder: Any, heads: list[Any]) -> Any:
     return ColBERTHead().eval()
 
 
-def _sample_batches(tokenizer_json: Path, spec: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    from lightcol import rules as R
+def _local_window(config: Any) -> int | None:
+    """The widest local (sliding-window) attention span of the encoder, or ``None`` without one."""
+    for key in ("local_attention", "sliding_window", "attention_window"):
+        value = getattr(config, key, None)
+        if isinstance(value, list):
+            value = max(value)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
-    base = R.load_tokenizer(tokenizer_json, spec.rules)
-    skip = R.skiplist_ids(base, spec.rules)
-    docs = R.build_documents(R.tokenize(R.truncating(base, spec.rules.document_length), SAMPLE_TEXTS), spec.rules, skip)
-    queries = R.build_queries(R.tokenize(R.truncating(base, spec.rules.query_length), SAMPLE_TEXTS), spec.rules)
-    return [(docs.input_ids, docs.attention_mask), (queries.input_ids, queries.attention_mask)]
+
+Batches = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def verify(module: Any, onnx_path: Path, tokenizer_json: Path, spec: Any) -> float:
-    """Largest |torch - onnxruntime| over sample document and query batches."""
+def sample_batches(tok: Any, rules: dict[str, Any], config: Any = None, seed: int = 0) -> Batches:
+    """``(input_ids, attention_mask, compared)`` batches as the rules build them from :data:`SAMPLE_TEXTS`:
+    documents (marker after the start token, padded to the longest) and queries (expanded to
+    ``query_length`` with the mask token, or padded like documents without expansion). ``compared``
+    marks the rows an encoder returns: the attended tokens, and every query row with expansion (the
+    expansion tokens' vectors are returned whether attended or not). For an encoder with local
+    attention, also a batch of random ids six windows long, one row half padded: a graph whose
+    sliding-window mask was traced for one length fails on it."""
+    batches = []
+    for kind in ("document", "query"):
+        length, marker = int(rules[f"{kind}_length"]), rules.get(f"{kind}_marker")
+        enc = tok(SAMPLE_TEXTS, add_special_tokens=True, truncation=True, max_length=length - (marker is not None))["input_ids"]
+        expand = kind == "query" and rules.get("do_query_expansion", True)
+        rows = [[e[0], *([marker["id"]] if marker else []), *e[1:]] for e in enc]
+        width = length if expand else max(len(r) for r in rows)
+        ids = np.full((len(rows), width), int(rules["pad_token"]["id"]), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
+        if expand:
+            ids[mask == 0] = int(rules["mask_token"]["id"])
+            if rules.get("attend_to_expansion_tokens"):
+                mask[:] = 1
+        batches.append((ids, mask, np.ones(ids.shape, dtype=bool) if expand else mask.astype(bool)))
+    window = _local_window(config) if config is not None else None
+    if window:
+        limit = getattr(config, "max_position_embeddings", None) or 1 << 30
+        n = int(min(6 * window + 7, limit))
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(0, int(config.vocab_size), size=(3, n), dtype=np.int64)
+        mask = np.ones_like(ids)
+        mask[1, n // 2 :] = 0
+        batches.append((ids, mask, mask.astype(bool)))
+    return batches
+
+
+def verify(module: Any, onnx_path: Path, batches: Batches) -> float:
+    """Largest |torch - onnxruntime| over the compared rows of ``batches`` (see :func:`sample_batches`)."""
     import onnxruntime as ort
     import torch
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = 0.0
-    for ids, mask in _sample_batches(tokenizer_json, spec):
+    for ids, mask, compared in batches:
         with torch.no_grad():
             ref = module(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         got = sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape}")
-        worst = max(worst, float(np.abs(got - ref).max()))
+        worst = max(worst, float(np.abs(got - ref)[compared].max()))
     return worst
 
 
@@ -257,19 +349,29 @@ def convert_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def variant_cosine(onnx_path: Path, variant_path: Path, tokenizer_json: Path, spec: Any) -> float:
-    """Smallest cosine similarity between float32 and variant token vectors over the sample batches."""
+def variant_cosine(onnx_path: Path, variant_path: Path, batches: Batches) -> float:
+    """Smallest cosine similarity between float32 and variant token vectors over ``batches``' compared rows."""
     import onnxruntime as ort
 
     ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     var = ort.InferenceSession(str(variant_path), providers=["CPUExecutionProvider"])
     worst = 1.0
-    for ids, mask in _sample_batches(tokenizer_json, spec):
+    for ids, mask, compared in batches:
         feeds = {"input_ids": ids, "attention_mask": mask}
         a, b = ref.run(None, feeds)[0], var.run(None, feeds)[0].astype(np.float32)
         cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-        worst = min(worst, float(cos[mask.astype(bool)].min()))
+        worst = min(worst, float(cos[compared].min()))
     return worst
+
+
+def _set_model_max_length(path: Path, rules: dict[str, Any]) -> None:
+    """``model_max_length`` in ``tokenizer_config.json``: the document length less the marker, as PyLate's
+    hub checkpoints carry it, so tools that truncate by it (FastEmbed's ``LateOn``) cut where PyLate does."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model_max_length"] = int(rules["document_length"]) - (rules.get("document_marker") is not None)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def export(
@@ -313,6 +415,8 @@ def export(
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmpdir = Path(tmp)
         tok.save_pretrained(str(tmpdir))
+        if fmt == "pylate":
+            _set_model_max_length(tmpdir / "tokenizer_config.json", rules)
         tokenizer_files = [f for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json") if (tmpdir / f).is_file()]
         encoder.config.to_json_file(str(tmpdir / "config.json"))
         tokenizer_files.append("config.json")
@@ -350,9 +454,12 @@ def export(
             "rules": rules,
             "provenance": {"exported_from": f"{fmt} checkpoint {checkpoint.name}", "tool": "tools/export_onnx.py"},
         }
-        spec = parse_entry(entry, "export")
+        if fmt == "pylate":
+            entry["rules"].update(token_type_ids=False, graph_normalizes=False, output_name="contextual")
+        parse_entry(entry, "export")  # the rules written are ones lightcol reads
+        batches = sample_batches(tok, rules, encoder.config)
         if do_verify:
-            diff = verify(module, onnx_tmp, tmpdir / "tokenizer.json", spec)
+            diff = verify(module, onnx_tmp, batches)
             entry["provenance"]["verify_max_abs_diff"] = f"{diff:.3g}"
             if not diff <= tolerance:
                 raise ExportError(f"ONNX output differs from PyTorch by {diff:.3g} > tolerance {tolerance}")
@@ -369,10 +476,10 @@ def export(
             convert_fp16(onnx_tmp, tmpdir / "model_fp16.onnx")
         if variant_files:
             entry["variants"] = variant_files
-            spec = parse_entry(entry, "export")
+            parse_entry(entry, "export")
         if do_verify:
             for vname, vfile in variant_files.items():
-                cos = variant_cosine(onnx_tmp, tmpdir / vfile, tmpdir / "tokenizer.json", spec)
+                cos = variant_cosine(onnx_tmp, tmpdir / vfile, batches)
                 entry["provenance"][f"verify_{vname}_min_cosine"] = f"{cos:.4f}"
                 if not cos >= min_cosine:
                     raise ExportError(f"{vname} variant: token-vector cosine vs float32 {cos:.4f} < {min_cosine}")

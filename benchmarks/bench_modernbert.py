@@ -1,0 +1,197 @@
+#!/usr/bin/env python
+"""ModernBERT speed: lightcol (float32, int8) vs PyLate 1.6 (PyTorch, CPU) vs FastEmbed 0.9.1's ``LateOn``.
+
+    python benchmarks/bench_modernbert.py --make            # once: the model (PyLate checkpoint + ONNX export)
+    python benchmarks/bench_modernbert.py [--docs 120] [--repeat 2] [--threads 2]
+    python benchmarks/bench_modernbert.py --quality         # int8 / optimize=True vs float32, per-token cosine
+
+The model: a randomly initialised ModernBERT-base-sized PyLate ColBERT (hidden 768, 22 layers, 12
+heads, FFN 1152, a global attention layer every third, the others with a 128-token local window;
+128-dim Dense head; LateOn's rules: ``[Q] ``/``[D] `` prefixes, no query expansion, document length
+300), with a byte-level BPE of 50k tokens trained on CISI. Real ModernBERT weights are not reachable
+here; speed does not depend on the weights' values, only on the shapes and the token counts.
+``--make`` builds it with ``tools/pylate_reference.py`` (in ``.venv-pylate``) and exports it with
+``tools/export_onnx.py --quantize int8`` (verified against PyTorch).
+
+Texts: the first ``--docs`` CISI abstracts and the 112 CISI queries. Every system runs in its own
+subprocess (its own environment) and times itself on the same texts, ``--threads`` intra-op threads
+each (ONNX Runtime's ``intra_op_num_threads``; ``torch.set_num_threads`` for PyLate):
+
+* documents/s: best of ``--repeat`` passes over all documents (after a warm-up); batch size 32 for
+  every system (PyLate's ``encode`` sorts by length; lightcol and FastEmbed batch in input order);
+* single-query latency: each query alone, p50 / p99 over all queries.
+
+FastEmbed runs its ``LateOn`` class on the same ``model.onnx``, with the class constants (marker
+ids) set to this model's ids; it truncates documents at ``model_max_length`` of
+``tokenizer_config.json``, which the export writes as 299 (PyLate's convention), so all three
+see the same tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import BENCH, ROOT, best_of, cisi_texts, embed_speed, load_cisi, machine, print_table
+
+FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
+PYLATE_PY = ROOT / ".venv-pylate" / "bin" / "python"
+LIGHTCOL_PY = ROOT / ".venv" / "bin" / "python"
+MODEL_SPEC = {
+    "arch": "modernbert", "hidden": 768, "layers": 22, "heads": 12, "intermediate": 1152, "dim": 128,
+    "vocab_size": 50368, "local_attention": 128, "global_every": 3, "query_length": 32, "document_length": 300,
+    "do_query_expansion": False, "skiplist_words": [], "seed": 0,
+}
+BATCH = 32
+
+
+def make(folder: Path) -> None:
+    """The PyLate checkpoint (``folder/checkpoint``) and its export (``folder/onnx``, float32 + int8)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docs, queries, _ = load_cisi("TW")
+    (folder / "cisi.txt").write_text("\n".join(t.replace("\n", " ") for t in [*docs.values(), *queries.values()]),
+                                     encoding="utf-8")
+    job = {"make": [{**MODEL_SPEC, "out": str(folder / "checkpoint"), "tokenizer_texts": str(folder / "cisi.txt")}]}
+    (folder / "job.json").write_text(json.dumps(job))
+    subprocess.run([str(PYLATE_PY), str(ROOT / "tools" / "pylate_reference.py"), str(folder / "job.json")], check=True)
+    subprocess.run([str(LIGHTCOL_PY), str(ROOT / "tools" / "export_onnx.py"), str(folder / "checkpoint"),
+                    str(folder / "onnx"), "--name", "bench/modernbert-base-random", "--quantize", "int8"], check=True)
+
+
+def worker(system: str, folder: Path, n_docs: int, repeat: int, threads: int) -> dict[str, float]:
+    """Runs inside the system's own environment; returns its measurements."""
+    docs, queries = cisi_texts(n_docs)
+    onnx = folder / "onnx"
+    rules = json.loads((onnx / "lightcol_config.json").read_text())["rules"]
+    if system.startswith("lightcol"):
+        from lightcol import LateInteractionTextEmbedding
+
+        variant = system.split(":")[1]
+        model = LateInteractionTextEmbedding(specific_model_path=onnx, cuda=False, threads=threads,
+                                             quantized=variant.startswith("int8"), optimize=variant.endswith("opt"))
+
+        def embed_docs(d):
+            return sum(1 for _ in model.embed(d, batch_size=BATCH))
+
+        def embed_query(q):
+            return next(model.query_embed(q))
+
+    elif system == "fastembed":
+        from fastembed.common.model_description import DenseModelDescription, ModelSource
+        from fastembed.late_interaction.lateon import LateOn
+
+        LateOn.QUERY_MARKER_TOKEN_ID = rules["query_marker"]["id"]
+        LateOn.DOCUMENT_MARKER_TOKEN_ID = rules["document_marker"]["id"]
+        desc = DenseModelDescription(model="bench/modernbert", dim=128, description="", license="", size_in_GB=0.0,
+                                     sources=ModelSource(hf="bench/modernbert"), model_file="model.onnx")
+        LateOn._list_supported_models = classmethod(lambda c: [desc])
+        model = LateOn("bench/modernbert", specific_model_path=str(onnx), threads=threads, cuda=False)
+
+        def embed_docs(d):
+            return sum(1 for _ in model.embed(d, batch_size=BATCH))
+
+        def embed_query(q):
+            return list(model.query_embed(q))
+
+    elif system == "pylate":
+        import torch
+        from pylate import models
+
+        torch.set_num_threads(threads)
+        model = models.ColBERT(model_name_or_path=str(folder / "checkpoint"), device="cpu")
+
+        def embed_docs(d):
+            with torch.inference_mode():
+                return len(model.encode(d, is_query=False, batch_size=BATCH, show_progress_bar=False))
+
+        def embed_query(q):
+            with torch.inference_mode():
+                return model.encode([q], is_query=True, batch_size=1, show_progress_bar=False)
+
+    else:
+        raise SystemExit(f"unknown system {system}")
+    r = embed_speed(embed_docs, embed_query, docs, queries, repeat)
+    return {"doc_seconds": r["doc_seconds"], "docs_s": r["docs_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+
+
+def quality(folder: Path, n_docs: int) -> None:
+    """Per-token cosine of int8 and optimize=True vs float32 on CISI documents and queries."""
+    import numpy as np
+
+    from lightcol import LateInteractionTextEmbedding
+
+    docs, queries = cisi_texts(n_docs)
+    onnx = folder / "onnx"
+    base = LateInteractionTextEmbedding(specific_model_path=onnx, cuda=False)
+    ref = list(base.embed(docs)) + list(base.query_embed(queries))
+    rows = []
+    for label, kw in (("optimize=True", {"optimize": True}), ("int8", {"quantized": True}),
+                      ("int8 + optimize=True", {"quantized": True, "optimize": True})):
+        m = LateInteractionTextEmbedding(specific_model_path=onnx, cuda=False, **kw)
+        got = list(m.embed(docs)) + list(m.query_embed(queries))
+        assert [g.shape for g in got] == [r.shape for r in ref]
+        cos = np.concatenate([(g * r).sum(-1) for g, r in zip(got, ref, strict=True)])
+        rows.append((label, f"{cos.mean():.5f}", f"{np.percentile(cos, 1):.4f}", f"{cos.min():.4f}"))
+    print(f"per-token cosine vs float32, {len(docs)} CISI documents + {len(queries)} queries "
+          f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()})")
+    print_table(["variant", "mean", "1st percentile", "min"], rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dir", type=Path, default=BENCH / "modernbert-base-random", help="where the model lives")
+    p.add_argument("--make", action="store_true", help="build the model and its export, then exit")
+    p.add_argument("--docs", type=int, default=120)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--systems", default="lightcol:fp32,lightcol:int8,fastembed,pylate")
+    p.add_argument("--quality", action="store_true", help="int8 / optimize=True vs float32 cosines")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.make:
+        make(args.dir)
+        return 0
+    if not (args.dir / "onnx" / "model.onnx").is_file():
+        raise SystemExit(f"{args.dir} holds no model: run python benchmarks/bench_modernbert.py --make first")
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.dir, args.docs, args.repeat, args.threads)))
+        return 0
+    if args.quality:
+        quality(args.dir, args.docs)
+        return 0
+    pythons = {"fastembed": FASTEMBED_PY, "pylate": PYLATE_PY}
+    results: dict[str, dict[str, float] | str] = {}
+    for system in args.systems.split(","):
+        cmd = [str(pythons.get(system, LIGHTCOL_PY)), str(Path(__file__).resolve()), "--worker", system,
+               "--dir", str(args.dir), "--docs", str(args.docs), "--repeat", str(args.repeat), "--threads", str(args.threads)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "FASTEMBED_CACHE_PATH": str(args.dir / "fastembed-cache")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            results[system] = f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        else:
+            results[system] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(system, results[system], file=sys.stderr, flush=True)
+    print(f"ModernBERT-base-sized random PyLate ColBERT, {args.docs} CISI documents (300-token cut), 112 queries, "
+          f"{args.threads} threads, batch {BATCH}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}")
+    ok = {k: v for k, v in results.items() if isinstance(v, dict)}
+    rows = []
+    for system, r in results.items():
+        if not isinstance(r, dict):
+            rows.append((system, r, "", "", "", "", ""))
+            continue
+        ratio = lambda other: f"{r['docs_s'] / ok[other]['docs_s']:.2f}x" if other in ok else "-"  # noqa: E731
+        rows.append((system, f"{r['docs_s']:.2f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                     ratio("pylate"), ratio("fastembed"), ratio("lightcol:fp32")))
+    print_table(["system", "docs/s", "query p50 ms", "query p99 ms", "docs/s vs PyLate", "vs FastEmbed", "vs lightcol fp32"],
+                rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
