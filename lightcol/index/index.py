@@ -697,7 +697,9 @@ class Index:
             meta["drift_reference"] = _drift.reference(codec, x)
             meta.pop("drift", None)
             del sample, x
-        writer = _storage.Writer(target)
+        generation = self._state.generation + 1
+        # a temporary name the next writer recognises (and deletes) should this one be killed
+        writer = _storage.Writer(target, tmp_prefix=f".{os.path.basename(target)}.g{generation}.compact.")
         try:
             writer.begin("residuals", np.uint8, (codec.code_bytes,))
             codes: list[np.ndarray] = []
@@ -721,7 +723,7 @@ class Index:
             offsets = np.zeros(lens.shape[0] + 1, dtype=np.int64)
             np.cumsum(lens, out=offsets[1:])
             code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
-            meta["generation"] = self._state.generation + 1
+            meta["generation"] = generation
             _finish(writer, codec, code_arr, offsets, self._live_ids(self._parts), meta)
         except BaseException:
             writer.abort()
@@ -759,7 +761,7 @@ class Index:
             np.cumsum(ln, out=offsets[1:])
             ids = self._live_ids(parts)
             _seg.write_segment(os.path.join(os.path.dirname(target), name), np.concatenate(codes), np.concatenate(residuals),
-                               offsets, ids if isinstance(ids, np.ndarray) else _ids_array(ids),
+                               offsets, _ids_array(ids),
                                self._codec.centroids.shape[0], np.concatenate(full) if full else None, {"dim": self.dim})
             new.append(_seg.stub(name))
         rest = self._upgraded(target, generation)
@@ -875,6 +877,8 @@ class _IntIds(Sequence[int]):
 
 def _ids_array(ids: Sequence[Id]) -> np.ndarray:
     """Ids as stored: int64 when every id is an int that fits (format 3), else UTF-8 JSON bytes."""
+    if isinstance(ids, np.ndarray) and ids.dtype == np.int64:  # already stored so
+        return ids.reshape(-1)
     if all(type(d) is int for d in ids):
         try:
             return np.asarray(ids, dtype=np.int64).reshape(-1)

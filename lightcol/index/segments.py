@@ -266,7 +266,7 @@ def gather(parts_ivf: list[tuple[np.ndarray, np.ndarray]], bases: np.ndarray) ->
 
     def lists(u: np.ndarray) -> list[np.ndarray]:
         labels, docs = [], []
-        for (d, off), b in zip(parts_ivf, bases.tolist(), strict=True):
+        for (d, off), b in zip(parts_ivf, bases.tolist()[: len(parts_ivf)], strict=True):
             s = off[u]
             lens = off[u + 1] - s
             total = int(lens.sum())
