@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from lightcol.errors import IndexLockedError
 
-__all__ = ["step", "fsync_dir", "write_lock", "link_or_copy", "unlink"]
+__all__ = ["step", "fsync_dir", "acquire", "release", "write_lock", "link_or_copy", "unlink"]
 
 _steps = 0
 
@@ -47,31 +47,47 @@ def fsync_dir(folder: str) -> None:
     step("fsync-dir")
 
 
-@contextlib.contextmanager
-def write_lock(target: str, what: str = "index") -> Iterator[None]:
-    """Hold ``<target>.lock`` exclusively (``flock``) for one change; another holder raises at once.
+def acquire(target: str, what: str = "index") -> int | None:
+    """Take ``<target>.lock`` exclusively (``flock``, not waiting): the descriptor to :func:`release`.
 
-    The lock belongs to the open file: it is released when the change ends or the process dies (a
-    killed writer never leaves a stale lock). Platforms without ``fcntl`` take no lock.
+    The lock belongs to the open file: it goes when released or when the process dies (a killed
+    writer never leaves a stale lock). Platforms without ``fcntl`` take no lock (``None``).
+    :raises IndexLockedError: another writer holds it.
     """
     lock = target + ".lock"
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        yield
-        return
+        return None
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexLockedError(
-                f"another writer is changing the {what} at {target} (it holds {lock}); one writer at a time: "
-                "retry when it is done, or send all changes through one writer. Readers are not blocked."
-            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLockedError(
+            f"another writer is changing the {what} at {target} (it holds {lock}); one writer at a time: "
+            "retry when it is done, or send all changes through one writer. Readers are not blocked."
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def release(fd: int | None) -> None:
+    """Give back a lock :func:`acquire` took."""
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def write_lock(target: str, what: str = "index") -> Iterator[None]:
+    """Hold ``<target>.lock`` for one change (:func:`acquire`); another holder raises at once."""
+    fd = acquire(target, what)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        release(fd)
 
 
 def link_or_copy(src: str, dst: str) -> None:

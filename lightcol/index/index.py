@@ -570,6 +570,14 @@ class Index:
                                 "build it with keep_full=True, or rebuild it with Index.build from the embeddings.")
         self._change(lambda target: self._compact(target, retrain), policy=False)
 
+    def _add_at(self, target: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike]) -> None:
+        """:meth:`add`, the new state written at ``target`` (a :class:`~lightcol.DocumentIndex` commits it)."""
+        self._change(lambda t: self._add(t, ids, embeddings), target)
+
+    def _delete_at(self, target: str, ids: Iterable[Id]) -> None:
+        """:meth:`delete`, the new state written at ``target``."""
+        self._change(lambda t: self._delete(t, ids), target)
+
     def _change(self, write: Any, target: str | None = None, policy: bool = True) -> None:
         """Run ``write(target)`` (which commits a new state at ``target``), then follow it.
 
