@@ -537,6 +537,8 @@ class DocumentIndex:
 
     def _commit(self, new_file: str | None, change: Any) -> None:
         """Apply ``change(conn)`` and switch to ``new_file`` in one transaction (the commit point)."""
+        from lightcol import _durable
+
         try:
             meta = {"vectors": new_file, "generation": int(self._meta["generation"]) + 1}
             conn = self._conn
@@ -550,6 +552,7 @@ class DocumentIndex:
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+                _durable.step("commit")
             except BaseException:
                 if new_file is not None:
                     self._remove(new_file)
@@ -566,9 +569,11 @@ class DocumentIndex:
 
     def _remove(self, name: str) -> None:
         """Delete a vector file (best effort: a file still mapped elsewhere may not go on every platform)."""
+        from lightcol import _durable
+
         for f in (self.path / name, self.path / (name + ".full")):
             try:
-                f.unlink()
+                _durable.unlink(str(f))
             except OSError:
                 pass
 
