@@ -171,6 +171,8 @@ def main() -> None:
         p50_c.append(_p50(compacted, queries, 1)[0])
     pu, pc = statistics.median(p50_u), statistics.median(p50_c)
     same = sum(a == b for a, b in zip(res_u, res_c, strict=True))
+    same_ids = sum([d for d, _ in a] == [d for d, _ in b] for a, b in zip(res_u, res_c, strict=True))
+    diff = max((abs(x[1] - y[1]) for a, b in zip(res_u, res_c, strict=True) for x, y in zip(a, b)), default=0.0)
 
     print()
     print("| change | size | time | share of full build | target | met |")
@@ -180,10 +182,11 @@ def main() -> None:
     print()
     print(f"after {args.updates} updates ({ix.n_segments} segments, {ix.n_deleted:,} tombstones, {len(ix):,} documents; "
           f"updates took {sum(t_updates):.2f} s in all, compact() {t_compact:.2f} s):")
-    print("| index | search p50 | same top 10 as compacted |")
+    print("| index | search p50 | same top 10 as compacted (ids and scores / ids) |")
     print("|---|---|---|")
     print(f"| after {args.updates} updates | {pu:.2f} ms ({pu / pc - 1:+.1%}; target <= +10%: "
-          f"{'met' if pu <= 1.1 * pc else 'NOT met'}) | {same}/{len(queries)} |")
+          f"{'met' if pu <= 1.1 * pc else 'NOT met'}) | {same}/{len(queries)} / {same_ids}/{len(queries)} "
+          f"(largest score difference {diff:.2g}) |")
     print(f"| after compact() | {pc:.2f} ms | - |")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -165,8 +165,7 @@ class Index:
             self._live = None
         self._n_live = sum(p.n_live for p in parts)
         self._full = base.full if all(p.full is not None for p in parts) else None
-        self._gather = None if len(parts) == 1 else _seg.gather([(p.arrays["ivf_docs"], p.arrays["ivf_offsets"]) for p in parts],
-                                                               self._bases)
+        self._gather_cache: Any = None  # the probe's lists over several parts (made on first search)
         extra = {k: v for k, v in (state.manifest or {}).items() if k not in ("format", "format_version", "parts")}
         self.meta = {**state.meta, **extra, "n_docs": self._n_live, "n_tokens": sum(p.live_tokens for p in parts),
                      "generation": state.generation, "n_segments": len(parts) - 1,
@@ -456,11 +455,55 @@ class Index:
         which cost 6 of 22 ms per CISI search. Steps of 4,096 tokens reuse the same few MB.
         """
         out = np.empty(docs.shape[0], dtype=np.float32)
-        for part, local, a0, _ in self._by_part(docs):
-            off = part.arrays["offsets"]
-            for a, b in _cand.token_steps(off[local + 1] - off[local], _SCORE_TOKENS):
-                out[a0 + a : a0 + b] = maxsim.score(q, self._vectors(part, local[a:b], exact))
+        part, local = (self._parts[0], docs) if len(self._parts) == 1 else self._gathered(docs, exact)
+        off = part.arrays["offsets"]
+        for a, b in _cand.token_steps(off[local + 1] - off[local], _SCORE_TOKENS):
+            out[a:b] = maxsim.score(q, self._vectors(part, local[a:b], exact))
         return out
+
+    def _gathered(self, docs: np.ndarray, full: bool = False, names: tuple[str, ...] = ("codes", "residuals")
+                  ) -> tuple[_seg.Part, np.ndarray]:
+        """The tokens of ``docs`` (sorted global positions over several parts) copied into one part of
+        their own (a few hundred KB for a query's candidates), and positions ``0..n-1`` in it: each
+        stage then runs once, in the same steps as on the compacted index, not once per part."""
+        pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        fulls: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
+        for part, local, _, _ in self._by_part(docs):
+            off = part.arrays["offsets"]
+            idx, _ = _cand.token_ranges(off, local)
+            lens.append(off[local + 1] - off[local])
+            for n in names:
+                pieces[n].append(np.take(part.arrays[n], idx, axis=0))
+            if full:
+                fulls.append(np.asarray(part.full[idx]))  # type: ignore[index]
+        offsets = np.zeros(docs.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lens), out=offsets[1:])
+        arrays = {n: np.concatenate(v) for n, v in pieces.items()}
+        arrays["offsets"] = offsets
+        part = _seg.Part("", arrays, [], np.concatenate(fulls) if full else None, None, np.empty(0, np.int64))
+        return part, np.arange(docs.shape[0], dtype=np.int64)
+
+    def _gather(self) -> Any:
+        """The probe's ``gather`` over several parts: the base's inverted lists and one merged from
+        every segment's (made once per state, on the first search: segments are the small part)."""
+        if len(self._parts) == 1:
+            return None
+        if self._gather_cache is None:
+            cents, docs = [], []
+            for p, b in zip(self._parts[1:], self._bases[1:-1].tolist(), strict=True):
+                off = p.arrays["ivf_offsets"]
+                cents.append(np.repeat(np.arange(off.shape[0] - 1, dtype=np.int64), np.diff(off)))
+                docs.append(np.asarray(p.arrays["ivf_docs"], dtype=np.int64) + b)
+            c = np.concatenate(cents)
+            order = np.argsort(c, kind="stable")  # by centroid, then part and document: sorted lists
+            k = self._a["ivf_offsets"].shape[0] - 1
+            merged_off = np.zeros(k + 1, dtype=np.int64)
+            np.cumsum(np.bincount(c, minlength=k), out=merged_off[1:])
+            merged = np.concatenate(docs)[order]
+            self._gather_cache = _seg.gather([(self._a["ivf_docs"], self._a["ivf_offsets"]), (merged, merged_off)],
+                                             np.zeros(3, dtype=np.int64))
+        return self._gather_cache
 
     def search(
         self,
@@ -514,15 +557,13 @@ class Index:
         """
         st = _cand.centroid_scores(q, self._codec.centroids)
         cand, approx = _cand.probe(st, self._a["ivf_docs"], self._a["ivf_offsets"], int(self._bases[-1]), nprobe,
-                                   allowed, self._gather)
+                                   allowed, self._gather())
         if cand.shape[0] > n_interact:
             keep, _ = maxsim.top_k(approx, n_interact)
             cand = np.sort(cand[keep])
         if cand.shape[0] > n_rerank:
-            scores = np.empty(cand.shape[0], dtype=np.float32)
-            for part, local, a, b in self._by_part(cand):
-                scores[a:b] = _cand.interact(st, part.arrays["codes"], part.arrays["offsets"], local)
-            keep, _ = maxsim.top_k(scores, n_rerank)
+            part, local = (self._parts[0], cand) if len(self._parts) == 1 else self._gathered(cand, names=("codes",))
+            keep, _ = maxsim.top_k(_cand.interact(st, part.arrays["codes"], part.arrays["offsets"], local), n_rerank)
             cand = np.sort(cand[keep])
         return cand
 
