@@ -110,7 +110,8 @@ def test_a_second_writer_gets_a_clear_error(tmp_path, model, texts):
 _CRASH_HELPER = r'''
 import hashlib, json, os, shutil, sys
 import numpy as np
-from lightcol import DocumentIndex, LateInteractionTextEmbedding, _durable
+import killpoints
+from lightcol import DocumentIndex, LateInteractionTextEmbedding
 
 root, backend, op, onnx = sys.argv[1:5]
 texts = json.loads(sys.argv[5])
@@ -148,37 +149,20 @@ def fresh():
     shutil.copytree(seed, d)
     return d
 
-before = state(fresh())
-p = fresh()
-ix = DocumentIndex.open(p, model=model)
-change(ix)
-ix.close()
-after = state(p)
-assert before != after
-out = {"before": 0, "after": 0, "steps": 0}
-for n in range(1, 100):
-    p = fresh()
-    pid = os.fork()
-    if pid == 0:
-        os.environ["LIGHTCOL_TEST_CRASH_AT"] = str(n)
-        _durable._steps = 0
-        try:
-            change(DocumentIndex.open(p, model=model))
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status):
-        out["steps"] = n - 1
-        break
-    assert os.WTERMSIG(status) == 9, status
-    s = state(p)
-    assert s in (before, after), (n, s, before, after)
-    out["before" if s == before else "after"] += 1
-    ix = DocumentIndex.open(p, model=model)  # the next writer recovers and clears what the crash left
+def change_at(p):
+    ix = DocumentIndex.open(p, model=model)
+    change(ix)
+    ix.close()
+
+def recover(p):  # the next writer recovers and clears what the crash left
+    ix = DocumentIndex.open(p, model=model)
     ix.add(texts[14:15], document_ids=[99])
     left = {f for f in os.listdir(p) if "vectors-" in f}
-    assert left == set(ix._vectors.files), (n, left, ix._vectors.files)
+    assert left == set(ix._vectors.files), (left, ix._vectors.files)
     ix.close()
+
+out = killpoints.run(fresh, change_at, state, recover)
+assert out["changed"]
 print(json.dumps(out))
 '''
 
@@ -188,7 +172,8 @@ print(json.dumps(out))
 def test_a_writer_killed_at_any_step_leaves_the_state_before_or_after(tmp_path, texts, backend, op):
     script = tmp_path / "helper.py"
     script.write_text(_CRASH_HELPER)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OPENBLAS_NUM_THREADS": "1",
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{here.parent}{os.pathsep}{here}", "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("LIGHTCOL_TEST_CRASH_AT", None)
     r = subprocess.run([sys.executable, str(script), str(tmp_path), backend, op, str(ONNX_DIR), json.dumps(texts)],

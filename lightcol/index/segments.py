@@ -112,8 +112,7 @@ def _read(path: str, read_ids: Any, cache: dict[str, Part]) -> State:
     folder, name = os.path.split(path)
     meta, arrays = _storage.open_arrays(path)
     if meta.get("format") == MANIFEST:
-        base = _data_part(os.path.join(folder, meta["parts"][0]["file"]), read_ids, cache,
-                          meta["parts"][0].get("full"))
+        base = _data_part(os.path.join(folder, meta["parts"][0]["file"]), read_ids, meta["parts"][0].get("full"))
         parts = [base.part]
         for i, spec in enumerate(meta["parts"]):
             if i:
@@ -127,7 +126,7 @@ def _read(path: str, read_ids: Any, cache: dict[str, Part]) -> State:
         return State(parts, base.meta, meta)
     if meta.get("format") != DATA:
         raise IndexFormatError(f"{path} is not a lightcol index (its format is {meta.get('format')!r}).")
-    base = _data_part(path, read_ids, {}, None, meta=meta, arrays=arrays)
+    base = _data_part(path, read_ids, None, meta=meta, arrays=arrays)
     return State([base.part], meta, None)
 
 
@@ -137,7 +136,7 @@ class _Base:
     meta: dict[str, Any]
 
 
-def _data_part(path: str, read_ids: Any, cache: dict[str, Part], full_file: str | None,
+def _data_part(path: str, read_ids: Any, full_file: str | None,
                meta: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None) -> _Base:
     name = os.path.basename(path)
     if meta is None or arrays is None:
