@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcol import ArgumentError, DriftWarning, DuplicateIdError, Index, IndexLockedError, MultiVectorCollection
+from lightcol import (ArgumentError, DriftWarning, DuplicateIdError, Index, IndexFormatError, IndexLockedError,
+                      MultiVectorCollection)
 from lightcol import _durable
 from lightcol.index import MergePolicy
 from lightcol.index import storage as _storage
@@ -382,3 +383,15 @@ def test_a_writer_killed_at_any_step_leaves_the_state_before_or_after(op, tmp_pa
         assert out["before"] == out["steps"], out
     else:
         assert out["before"] >= 2 and out["after"] >= 2, out  # killed before the commit and after it
+
+
+def test_a_missing_part_is_a_clear_error_and_compact_of_one_file_writes_nothing(data, tmp_path):
+    docs, _ = data
+    ix = _build(tmp_path / "a.lci", docs[:40])
+    inode = os.stat(ix.path).st_ino
+    ix.compact()  # nothing to merge: the file stays
+    assert os.stat(ix.path).st_ino == inode
+    ix.add([40], docs[40:41])
+    os.unlink(tmp_path / "a.lci.g1.seg")
+    with pytest.raises(IndexFormatError, match=r"a.lci.g1.seg.*copy all of them"):
+        Index.open(ix.path)

@@ -609,7 +609,13 @@ class Index:
         if retrain and self._full is None:
             raise ArgumentError(f"compact(retrain=True) needs full-precision vectors, which {self.path} does not keep: "
                                 "build it with keep_full=True, or rebuild it with Index.build from the embeddings.")
-        self._change(lambda target: self._compact(target, retrain), policy=False)
+        self._change(lambda target: self._compact_if_needed(target, retrain), policy=False)
+
+    def _compact_if_needed(self, target: str, retrain: bool) -> bool:
+        """:meth:`_compact`, unless the index is one file with nothing deleted and no retraining asked."""
+        if not retrain and self._state.manifest is None and len(self._parts) == 1 and not self._parts[0].deleted.size:
+            return False
+        return self._compact(target, retrain)
 
     def _add_at(self, target: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike]) -> None:
         """:meth:`add`, the new state written at ``target`` (a :class:`~lightcol.DocumentIndex` commits it)."""

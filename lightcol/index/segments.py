@@ -102,9 +102,13 @@ def read(path: str, read_ids: Any, cache: dict[str, Part] | None = None) -> Stat
     for attempt in range(_OPEN_TRIES):
         try:
             return _read(path, read_ids, cache or {})
-        except FileNotFoundError:
-            if attempt == _OPEN_TRIES - 1 or not os.path.isfile(path):
+        except FileNotFoundError as e:
+            if not os.path.isfile(path):
                 raise
+            if attempt == _OPEN_TRIES - 1:
+                raise IndexFormatError(
+                    f"{path} names a file that is missing: {e.filename}. An updated index is its file and the files "
+                    "it names (Index.files; compact() makes it one file): copy all of them.") from e
     raise AssertionError("unreachable")
 
 
