@@ -25,16 +25,14 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lightcol import Index  # noqa: E402
+from lightcol import Index
 
 
 def synthetic(vectors: np.ndarray, offsets: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -63,22 +61,22 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst / src.name
 
 
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def _p50(ix: Index, queries: list[np.ndarray], reps: int) -> tuple[float, list]:
-    times, results = [], []
-    for r in range(reps):
+def _interleaved_p50(a: Index, b: Index, queries: list[np.ndarray], reps: int) -> tuple[float, float, list, list]:
+    """Search p50 (ms) of ``a`` and of ``b``, each query timed on one then the other (a shared machine's
+    load falls on both alike), and each one's first results."""
+    ta, tb, ra, rb = [], [], [], []
+    for q in queries:  # warm both (the first search after a change merges the segments' inverted lists)
+        ra.append(a.search(q, 10))
+        rb.append(b.search(q, 10))
+    for _ in range(reps):
         for q in queries:
             t = time.perf_counter()
-            res = ix.search(q, 10)
-            times.append(time.perf_counter() - t)
-            if r == 0:
-                results.append(res)
-    return statistics.median(times) * 1000, results
+            a.search(q, 10)
+            ta.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            b.search(q, 10)
+            tb.append(time.perf_counter() - t)
+    return statistics.median(ta) * 1000, statistics.median(tb) * 1000, ra, rb
 
 
 def main() -> None:
@@ -114,7 +112,7 @@ def main() -> None:
     base.parent.mkdir(parents=True, exist_ok=True)
     n_vec = sum(d.shape[0] for d in docs)
     print(f"# {what}: {n_vec:,} vectors, dim {docs[0].shape[1]}, nbits {args.nbits}; {len(queries)} queries", flush=True)
-    t_build = _timed(lambda: Index.build(base, range(n_base), iter(docs), nbits=args.nbits, show_progress=False))
+    t_build = common.timed(lambda: Index.build(base, range(n_base), iter(docs), nbits=args.nbits, show_progress=False))
     del docs
     print(f"# full build: {t_build:.1f} s", flush=True)
 
@@ -136,10 +134,10 @@ def main() -> None:
             ix = Index.open(_copy(base, work / "copy"))
             if kind == "add":
                 ids, vecs = new_docs(k)
-                times.append(_timed(lambda ix=ix, ids=ids, vecs=vecs: ix.add(ids, vecs)))
+                times.append(common.timed(lambda ix=ix, ids=ids, vecs=vecs: ix.add(ids, vecs)))
             else:
                 drop = rng.choice(n_base, k, replace=False).tolist()
-                times.append(_timed(lambda ix=ix, drop=drop: ix.delete(drop)))
+                times.append(common.timed(lambda ix=ix, drop=drop: ix.delete(drop)))
         t = statistics.median(times)
         rows.append((label, f"{k:,} docs", f"{t * 1000:.1f} ms", f"{t / t_build:.3%}", f"<= {target:.1%}",
                      "yes" if t / t_build <= target else "NO"))
@@ -152,42 +150,34 @@ def main() -> None:
         step = u % 4
         if step in (0, 2):
             ids, vecs = new_docs(large if step == 0 else small)
-            t_updates.append(_timed(lambda: ix.add(ids, vecs)))
+            t_updates.append(common.timed(lambda: ix.add(ids, vecs)))
             live.extend(ids)
         else:
             k = small if step == 1 else large
             pick = rng.choice(len(live), k, replace=False)
             drop = [live[i] for i in pick.tolist()]
-            t_updates.append(_timed(lambda: ix.delete(drop)))
+            t_updates.append(common.timed(lambda: ix.delete(drop)))
             gone = set(drop)
             live = [d for d in live if d not in gone]
     compacted = Index.open(_copy(Path(ix.path), work / "compacted"))
-    t_compact = _timed(compacted.compact)
-    p50_u, res_u = _p50(ix, queries, 1)  # warm both
-    p50_c, res_c = _p50(compacted, queries, 1)
-    p50_u, p50_c = [], []
-    for _ in range(args.search_reps):
-        p50_u.append(_p50(ix, queries, 1)[0])
-        p50_c.append(_p50(compacted, queries, 1)[0])
-    pu, pc = statistics.median(p50_u), statistics.median(p50_c)
+    t_compact = common.timed(compacted.compact)
+    pu, pc, res_u, res_c = _interleaved_p50(ix, compacted, queries, args.search_reps)
     same = sum(a == b for a, b in zip(res_u, res_c, strict=True))
     same_ids = sum([d for d, _ in a] == [d for d, _ in b] for a, b in zip(res_u, res_c, strict=True))
     diff = max((abs(x[1] - y[1]) for a, b in zip(res_u, res_c, strict=True) for x, y in zip(a, b)), default=0.0)
 
+    print(f"# {common.machine()}")
     print()
-    print("| change | size | time | share of full build | target | met |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    common.print_table(["change", "size", "time", "share of full build", "target", "met"], rows)
     print()
     print(f"after {args.updates} updates ({ix.n_segments} segments, {ix.n_deleted:,} tombstones, {len(ix):,} documents; "
           f"updates took {sum(t_updates):.2f} s in all, compact() {t_compact:.2f} s):")
-    print("| index | search p50 | same top 10 as compacted (ids and scores / ids) |")
-    print("|---|---|---|")
-    print(f"| after {args.updates} updates | {pu:.2f} ms ({pu / pc - 1:+.1%}; target <= +10%: "
-          f"{'met' if pu <= 1.1 * pc else 'NOT met'}) | {same}/{len(queries)} / {same_ids}/{len(queries)} "
-          f"(largest score difference {diff:.2g}) |")
-    print(f"| after compact() | {pc:.2f} ms | - |")
+    common.print_table(
+        ["index", "search p50", "same top 10 as compacted (ids and scores / ids)"],
+        [[f"after {args.updates} updates", f"{pu:.2f} ms ({pu / pc - 1:+.1%}; target <= +10%: "
+          f"{'met' if pu <= 1.1 * pc else 'NOT met'})",
+          f"{same}/{len(queries)} / {same_ids}/{len(queries)} (largest score difference {diff:.2g})"],
+         ["after compact()", f"{pc:.2f} ms", "-"]])
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 
