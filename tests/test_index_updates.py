@@ -17,6 +17,7 @@ from lightcol import (ArgumentError, DriftWarning, DuplicateIdError, Index, Inde
                       MultiVectorCollection)
 from lightcol import _durable
 from lightcol.index import MergePolicy
+from lightcol.index import drift as _drift
 from lightcol.index import storage as _storage
 
 DIM = 16
@@ -183,7 +184,6 @@ def test_files_of_older_versions_open_and_upgrade_on_their_first_change(data, tm
     """A format-4 file built before updates existed (no drift reference) opens, searches, then upgrades."""
     docs, queries = data
     path = tmp_path / "old.lci"
-    from lightcol.index import drift as _drift
 
     monkeypatch.setattr(_drift, "reference", lambda *a: None)
     ix = _build(path, docs[:100], keep_full=True)
@@ -267,7 +267,7 @@ def test_drift_is_measured_and_retrains_when_the_full_vectors_are_kept(tmp_path)
     assert ix.drift is None and ix.meta["drift_reference"]["source"] == "training sample"
     ix.add(range(200, 300), docs[200:300])  # the same distribution
     d = ix.drift
-    assert not d["drifted"] and 0.9 < d["residual_ratio"] < LIMIT_RATIO and d["far_share"] < 0.05
+    assert not d["drifted"] and 0.9 < d["residual_ratio"] < _drift.LIMITS["residual_ratio"] and d["far_share"] < 0.05
     assert d["vectors"] == sum(x.shape[0] for x in docs[200:300])
     other = _clustered(rng, 200, rng.standard_normal((24, DIM)))  # other clusters: drifted
     ix.add(range(300, 500), other)
@@ -283,8 +283,6 @@ def test_drift_is_measured_and_retrains_when_the_full_vectors_are_kept(tmp_path)
     q = other[5][:3]
     assert [d for d, _ in ix.search(q, 3, exact=True, **FULL)][:1] == [d for d, _ in col.search(q, 3)][:1]
 
-
-LIMIT_RATIO = 1.25
 
 
 def test_drift_without_full_vectors_warns(tmp_path):

@@ -10,11 +10,13 @@ a vector computes anyway (the nearest centroid), in the codec's space:
 * ``far_share``: share of the added vectors farther from their centroid than 99% of the training
   sample (0.01: no drift).
 
-The reference is measured at build on the training sample. Training vectors sit slightly closer
-to centroids fitted on them than new vectors of the same data do, so the ratio of a new batch from
-the same distribution is a little above 1 (CISI, vectors of held-out abstracts: see
-``docs/index.md``); :data:`LIMITS` leave room for that. An index built before the reference was
-recorded gets one estimated from its decoded vectors at its first change (``"source"`` says which).
+The reference is measured at build on the training sample. Training vectors sit closer to
+centroids fitted on them than new vectors of the same data do, so a new batch from the same
+distribution reads above 1: on CISI (MiniLM benchmark model, an index of 730 abstracts, 2,048
+centroids) the other 730 abstracts read 1.26 / 0.026, the 112 queries (another distribution:
+mostly [MASK] expansion tokens) 1.44 / 0.138, the abstracts in a rotated space (another model)
+3.36 / 0.999. :data:`LIMITS` sit between. An index built before the reference was recorded gets one
+estimated from its decoded vectors at its first change (``"source"`` says which).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lightcol import _kmeans
 __all__ = ["LIMITS", "reference", "estimate_reference", "accumulate", "summary"]
 
 #: ``drifted`` once the added vectors' ``residual_ratio`` or ``far_share`` exceeds these
-LIMITS = {"residual_ratio": 1.25, "far_share": 0.05}
+LIMITS = {"residual_ratio": 1.5, "far_share": 0.1}
 _SAMPLE = 1 << 16  # vectors the reference is measured on
 _MIN_VECTORS = 1000  # fewer added vectors say too little to call drift
 
