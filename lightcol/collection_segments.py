@@ -200,12 +200,12 @@ def _merge(target: str, parts: list[_Part], tag: int) -> _Part:
 def _write(target: str, parts: list[_Part], generation: int) -> None:
     from lightcol.index import storage as _storage
 
-    w = _storage.Writer(target, version=_storage.FORMAT_VERSION)
+    w = _storage.Writer(target, version=_storage.UPDATE_VERSION)
     try:
         for i, p in enumerate(parts):
             if p.deleted.size:
                 w.array(f"deleted-{i}", p.deleted)
-        w.commit({"format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "generation": generation,
+        w.commit({"format": _FORMAT, "format_version": _storage.UPDATE_VERSION, "generation": generation,
                   "parts": [p.file for p in parts]})
     except BaseException:
         w.abort()

@@ -470,6 +470,9 @@ class DocumentIndex:
             return split_documents(texts, self.model, self._meta["max_tokens"], self._meta["overlap_tokens"])
         return [Passage(i, t, 0, len(t)) for i, t in enumerate(texts)]
 
+    #: the name a new state's manifest (or first file) ends with, by backend
+    _STATES = {"collection": ".collection", "index": ".index"}
+
     def _vectors_added(self, target: Path, pids: list[int], vectors: Iterable[Any]) -> None:
         """Write the current vectors plus ``vectors`` (ids ``pids``) as the state ``target``: one more
         segment and a manifest (nothing stored is rewritten), or the first file."""
@@ -514,7 +517,7 @@ class DocumentIndex:
                 raise IndexLockedError(f"another writer changed the document index at {self.path} while this change "
                                        "was being prepared; retry it.")
             gen = int(self._meta["generation"]) + 1
-            name = f"vectors-{gen}{_STATES[self.backend]}"
+            name = f"vectors-{gen}{self._STATES[self.backend]}"
             target = self.path / name
             try:
                 if write(target) is False:
@@ -728,7 +731,3 @@ def _check_model(model: Any, meta: dict[str, Any], folder: Path) -> None:
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _IN_CHUNK):
         yield items[i : i + _IN_CHUNK]
-
-
-#: the name a new state's manifest (or first file) ends with, by backend
-_STATES = {"collection": ".collection", "index": ".index"}

@@ -984,7 +984,7 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     if codec.rotation is not None:
         writer.array("rotation", codec.rotation)
     writer.array("ids", _ids_array(ids))
-    full_meta = {**meta, "format": _FORMAT, "format_version": _storage.DATA_VERSION, "dim": codec.dim,
+    full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
                  "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),
                  "n_tokens": int(codes.shape[0])}
     writer.commit(full_meta)

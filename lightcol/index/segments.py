@@ -200,7 +200,7 @@ def stub(file: str) -> Part:
 def write_segment(path: str, codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray, ids_array: np.ndarray,
                   n_centroids: int, full: np.ndarray | None, meta: dict[str, Any]) -> None:
     """One segment file (atomically): the arrays of a data file but the codec's."""
-    w = _storage.Writer(path, version=_storage.FORMAT_VERSION)
+    w = _storage.Writer(path, version=_storage.UPDATE_VERSION)
     try:
         w.array("residuals", residuals)
         w.array("codes", codes)
@@ -211,7 +211,7 @@ def write_segment(path: str, codes: np.ndarray, residuals: np.ndarray, offsets: 
         w.array("ids", ids_array)
         if full is not None:
             w.array("full", full)
-        w.commit({**meta, "format": SEGMENT, "format_version": _storage.FORMAT_VERSION,
+        w.commit({**meta, "format": SEGMENT, "format_version": _storage.UPDATE_VERSION,
                   "n_docs": int(offsets.shape[0] - 1), "n_tokens": int(codes.shape[0])})
     except BaseException:
         w.abort()
@@ -221,14 +221,14 @@ def write_segment(path: str, codes: np.ndarray, residuals: np.ndarray, offsets: 
 def write_manifest(path: str, generation: int, parts: list[Part], extra: dict[str, Any]) -> None:
     """Commit a state: the manifest renamed over ``path`` (the one commit point)."""
     name = os.path.basename(path)
-    w = _storage.Writer(path, version=_storage.FORMAT_VERSION, tmp_prefix=f".{name}.g{generation}.manifest.")
+    w = _storage.Writer(path, version=_storage.UPDATE_VERSION, tmp_prefix=f".{name}.g{generation}.manifest.")
     try:
         specs = []
         for i, p in enumerate(parts):
             specs.append({"file": p.file, "full": p.full_file} if i == 0 else {"file": p.file})
             if p.deleted.size:
                 w.array(f"deleted-{i}", p.deleted.astype(np.int64))
-        w.commit({**extra, "format": MANIFEST, "format_version": _storage.FORMAT_VERSION,
+        w.commit({**extra, "format": MANIFEST, "format_version": _storage.UPDATE_VERSION,
                   "generation": generation, "parts": specs})
     except BaseException:
         w.abort()

@@ -28,13 +28,13 @@ import numpy as np
 from lightcol import _durable
 from lightcol.errors import IndexFormatError, IndexVersionError
 
-__all__ = ["FORMAT_VERSION", "Writer", "open_arrays"]
+__all__ = ["FORMAT_VERSION", "UPDATE_VERSION", "READ_VERSION", "Writer", "open_arrays"]
 
 MAGIC = b"LCOLIDX\0"
-FORMAT_VERSION = 5  # 2: product-quantised residuals (``books``), float16 centroids; 3: integer ids as int64;
-# 4: a rotation before the product quantiser (``rotation``; read as none when absent); 5: manifests and
-# segments of updated indexes (a built or compacted index is still written as version 4)
-DATA_VERSION = 4
+FORMAT_VERSION = 4  # 2: product-quantised residuals (``books``), float16 centroids; 3: integer ids as int64;
+# 4: a rotation before the product quantiser (``rotation``; read as none when absent): what a build writes
+UPDATE_VERSION = 5  # manifests and segments of an updated index (lightcol.index.segments)
+READ_VERSION = UPDATE_VERSION  # the newest version this lightcol reads
 MIN_VERSION = 2
 _HEAD = struct.Struct("<8sII")
 _TAIL = struct.Struct("<QI8s")
@@ -44,7 +44,7 @@ _ALIGN = 64
 class Writer:
     """Write arrays (whole, or streamed in pieces) to a temp file; :meth:`commit` renames it into place."""
 
-    def __init__(self, path: str | os.PathLike[str], *, version: int = DATA_VERSION, tmp_prefix: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, version: int = FORMAT_VERSION, tmp_prefix: str | None = None) -> None:
         self.path = os.path.abspath(os.fspath(path))
         folder = os.path.dirname(self.path)
         prefix = tmp_prefix or f".{os.path.basename(self.path)}."
@@ -147,9 +147,9 @@ def open_arrays(path: str | os.PathLike[str], *, verify: bool = False) -> tuple[
         if len(head) < _HEAD.size or head[:8] != MAGIC:
             raise IndexFormatError(f"{path} is not a lightcol index file (bad magic); build one with lightcol.Index.build.")
         version = _HEAD.unpack(head)[1]
-        if version > FORMAT_VERSION:
+        if version > READ_VERSION:
             raise IndexVersionError(
-                f"{path} has index format version {version}; this lightcol reads up to {FORMAT_VERSION}. "
+                f"{path} has index format version {version}; this lightcol reads up to {READ_VERSION}. "
                 "Upgrade lightcol (pip install -U lightcol) to open it."
             )
         if version < MIN_VERSION:
