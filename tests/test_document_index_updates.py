@@ -124,7 +124,7 @@ def embed(batch, batch_size=None, **kw):  # no ONNX Runtime in the forked writer
         yield x / np.linalg.norm(x, axis=1, keepdims=True)
 
 model.embed = embed
-q = next(iter(embed(["query"])))[:2]
+model.query_embed = lambda batch, **kw: (x[:2] for x in embed(list(batch)))
 seed = os.path.join(root, "seed")
 ix = DocumentIndex.create(seed, model, texts=texts[:10], document_ids=list(range(10)), backend=backend)
 ix.add(texts[10:12], document_ids=[10, 11])
@@ -138,8 +138,8 @@ def change(ix):
 
 def state(path):
     ix = DocumentIndex.open(path, model=model)
-    hits = ix._hits(q, 50, False) if ix._vectors is not None else []
-    out = json.dumps([ix.document_ids, sorted(p for p, _ in hits), len(ix._vectors.ids)])
+    hits = ix.search("query", k=50)
+    out = json.dumps([ix.document_ids, sorted(r["passage_id"] for r in hits), len(ix._vectors.ids)])
     ix.close()
     return out
 
