@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from lightcol import _validate, maxsim
+from lightcol import _durable, _validate, maxsim
 from lightcol.errors import ArgumentError, DuplicateIdError, ShapeError
 from lightcol.maxsim import PackedDocuments
 
@@ -331,18 +331,21 @@ class MultiVectorCollection:
                     ids=np.frombuffer(json.dumps(self._ids).encode("utf-8"), dtype=np.uint8),
                 )
                 f.flush()
+                _durable.step("write")
                 os.fsync(f.fileno())
+                _durable.step("fsync")
             try:
                 mode = os.stat(path).st_mode & 0o777
             except FileNotFoundError:
                 mode = 0o644
             os.chmod(tmp, mode)
             os.replace(tmp, path)
+            _durable.step("rename")
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder)
+        _durable.fsync_dir(folder)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], mmap: bool = False) -> MultiVectorCollection:
@@ -415,16 +418,6 @@ def _check_id(doc_id: Any, k: int) -> Id:
     if isinstance(doc_id, (bool, np.bool_)) or not isinstance(doc_id, (str, int, np.integer)):
         raise ArgumentError(f"id {k} is {doc_id!r} ({type(doc_id).__name__}); ids must be str or int.")
     return int(doc_id) if isinstance(doc_id, np.integer) else doc_id
-
-
-def _fsync_dir(folder: str) -> None:
-    """Persist a rename in ``folder`` (best effort; not possible on every platform)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _npz_memmap(path: str, name: str) -> np.ndarray | None:

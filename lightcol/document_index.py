@@ -3,8 +3,11 @@
 A folder holds ``documents.sqlite`` (texts, ids, metadata, passage spans, settings; standard-library
 SQLite) and one vector file: a :class:`~lightcol.MultiVectorCollection` (``backend="collection"``,
 exact MaxSim, small corpora) or a compressed :class:`~lightcol.Index` (``backend="index"``, large
-corpora). Every change writes a new vector file, then commits one SQLite transaction that switches
-to it: a crash at any point leaves the previous state readable.
+corpora). A change never rewrites the stored vectors: it writes the new documents' vectors as one
+more segment file, or tombstones for deleted ones, and a small manifest naming the files of the new
+state (:mod:`lightcol.index.segments`, :mod:`lightcol.collection_segments`); then one SQLite
+transaction switches to that manifest: a crash at any point leaves the previous state readable.
+One writer at a time (a lock file, ``documents.lock``: :class:`~lightcol.errors.IndexLockedError`).
 """
 
 from __future__ import annotations
@@ -332,9 +335,9 @@ class DocumentIndex:
         if name is None:
             self._vectors = None
         elif self.backend == "collection":
-            from lightcol.collection import MultiVectorCollection
+            from lightcol.collection_segments import SegmentedCollection
 
-            self._vectors = MultiVectorCollection.load(self.path / name, mmap=True)
+            self._vectors = SegmentedCollection.open(self.path / name)
         else:
             from lightcol.index import Index
 
@@ -467,95 +470,113 @@ class DocumentIndex:
             return split_documents(texts, self.model, self._meta["max_tokens"], self._meta["overlap_tokens"])
         return [Passage(i, t, 0, len(t)) for i, t in enumerate(texts)]
 
-    def _vectors_added(self, target: Path, pids: list[int], vectors: Iterable[Any]) -> None:
-        """Write the current vectors plus ``vectors`` (ids ``pids``) to ``target``."""
-        if self.backend == "collection":
-            from lightcol.collection import MultiVectorCollection
+    #: the name a new state's manifest (or first file) ends with, by backend
+    _STATES = {"collection": ".collection", "index": ".index"}
 
-            coll = MultiVectorCollection(self._meta["dim"], self._meta["dtype"])
-            if self._vectors is not None:
-                old = self._vectors
-                coll.add(old.ids, iter(old))
-            coll.add(pids, vectors)
-            coll.save(target)
+    def _vectors_added(self, target: Path, pids: list[int], vectors: Iterable[Any]) -> None:
+        """Write the current vectors plus ``vectors`` (ids ``pids``) as the state ``target``: one more
+        segment and a manifest (nothing stored is rewritten), or the first file."""
+        if self.backend == "collection":
+            from lightcol.collection_segments import SegmentedCollection
+
+            current = self._vectors or SegmentedCollection(str(target), [], 0)
+            current.added(str(target), pids, vectors, self._meta["dim"], self._meta["dtype"])
         else:
             from lightcol.index import Index
 
             if self._vectors is None:
                 Index.build(target, pids, vectors, nbits=self._meta["nbits"], model=self._meta["model"],
                             show_progress=False)
-            else:
-                import shutil
-
-                shutil.copyfile(self._vectors.path, target)
-                Index.open(target).add(pids, vectors)
+            else:  # a copy of the object: this one keeps the committed state until the database commits
+                Index.open(self._vectors.path)._add_at(str(target), pids, vectors)
 
     def _vectors_deleted(self, target: Path, drop: set[int]) -> bool:
-        """Write the current vectors less ``drop`` to ``target``; ``False`` when none are left (no file)."""
+        """Write the current vectors less ``drop`` as the state ``target`` (tombstones and a manifest);
+        ``False`` when none are left (no file)."""
         old = self._vectors
-        keep = [i for i, pid in enumerate(old.ids) if pid not in drop]
-        if not keep:
-            return False
         if self.backend == "collection":
-            from lightcol.collection import MultiVectorCollection
+            return bool(old.deleted(str(target), drop))
+        from lightcol.index import Index
 
-            coll = MultiVectorCollection(self._meta["dim"], self._meta["dtype"])
-            ids = old.ids
-            coll.add([ids[i] for i in keep], (old.get(i) for i in keep))
-            coll.save(target)
-        else:
-            import shutil
-
-            from lightcol.index import Index
-
-            shutil.copyfile(old.path, target)
-            Index.open(target).delete(sorted(drop))
+        present = [pid for pid in drop if pid in old]
+        if len(old) - len(present) == 0:
+            return False
+        Index.open(old.path)._delete_at(str(target), present)
         return True
 
     def _write_vectors(self, write: Any) -> str | None:
-        """Run ``write(target)`` on a new vector file name; its name, or ``None`` if it wrote none."""
-        gen = int(self._meta["generation"]) + 1
-        name = f"vectors-{gen}{_BACKENDS[self.backend]}"
-        target = self.path / name
+        """Take the write lock and run ``write(target)`` on a new state name; its name, or ``None`` if
+        it wrote none. The lock is held until :meth:`_commit` (or released here on failure)."""
+        from lightcol import _durable
+        from lightcol.errors import IndexLockedError
+
+        self._writer = _durable.acquire(str(self.path / "documents"), "document index")
         try:
-            if write(target) is False:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            if row is not None and json.loads(row[0]) != self._meta["generation"]:
+                raise IndexLockedError(f"another writer changed the document index at {self.path} while this change "
+                                       "was being prepared; retry it.")
+            gen = int(self._meta["generation"]) + 1
+            name = f"vectors-{gen}{self._STATES[self.backend]}"
+            target = self.path / name
+            try:
+                if write(target) is False:
+                    self._remove(name)
+                    self._release()
+                    return None
+            except BaseException:
                 self._remove(name)
-                return None
+                raise
         except BaseException:
-            self._remove(name)
+            self._release()
             raise
         return name
 
+    def _release(self) -> None:
+        from lightcol import _durable
+
+        _durable.release(getattr(self, "_writer", None))
+        self._writer = None
+
     def _commit(self, new_file: str | None, change: Any) -> None:
         """Apply ``change(conn)`` and switch to ``new_file`` in one transaction (the commit point)."""
-        meta = {"vectors": new_file, "generation": int(self._meta["generation"]) + 1}
-        conn = self._conn
+        from lightcol import _durable
+
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            meta = {"vectors": new_file, "generation": int(self._meta["generation"]) + 1}
+            conn = self._conn
             try:
-                meta.update(change(conn) or {})
-                conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                                 [(json.dumps(v), k) for k, v in meta.items()])
-                conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    meta.update(change(conn) or {})
+                    conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                                     [(json.dumps(v), k) for k, v in meta.items()])
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                _durable.step("commit")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if new_file is not None:
+                    self._remove(new_file)
                 raise
-        except BaseException:
-            if new_file is not None:
-                self._remove(new_file)
-            raise
-        self._meta.update(meta)
-        self._load_vectors()
-        # the previous file, and any left by a write that crashed before or after its commit
-        for f in os.listdir(self.path):
-            if f.startswith("vectors-") and f != new_file and f != (new_file or "") + ".full":
-                self._remove(f)
+            self._meta.update(meta)
+            self._load_vectors()
+            # files of earlier states no longer named, and any left by a write that crashed
+            keep = set(self._vectors.files) if self._vectors is not None else set()
+            for f in os.listdir(self.path):
+                if f.lstrip(".").startswith("vectors-") and f not in keep:
+                    self._remove(f)
+        finally:
+            self._release()
 
     def _remove(self, name: str) -> None:
         """Delete a vector file (best effort: a file still mapped elsewhere may not go on every platform)."""
+        from lightcol import _durable
+
         for f in (self.path / name, self.path / (name + ".full")):
             try:
-                f.unlink()
+                _durable.unlink(str(f))
             except OSError:
                 pass
 

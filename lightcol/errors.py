@@ -90,6 +90,17 @@ class IndexVersionError(IndexFormatError):
     """An index file was written in a newer format version than this lightcol reads (upgrade)."""
 
 
+class IndexLockedError(LightcolError, RuntimeError):
+    """Another writer (process, thread or object) is changing the index or document index: one writer
+    at a time. Readers are never blocked; retry the change once the other writer is done."""
+
+
+class DriftWarning(UserWarning):
+    """Documents added to an index lie measurably farther from its codec's training data than that
+    data did (see ``Index.drift``): they are stored with more error. Retrain (``compact(retrain=True)``
+    on an index built with ``keep_full=True``) or rebuild the index."""
+
+
 class InputFileError(LightcolError, ValueError):
     """An input file of ``lightcol embed`` cannot be read: unreadable, not valid UTF-8 / JSON / CSV, or a
     record lacks the text field or holds a non-string text. The message names the file and line (row);

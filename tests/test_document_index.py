@@ -83,8 +83,8 @@ def test_add_delete_reopen(tmp_path, model, texts, backend) -> None:
     assert len(index) == 9 and first[0] not in index and 101 not in index and "101" not in index
     left = {r["document_id"] for r in index.search("query document", k=50, by_document=True)}
     assert left == set(index.document_ids) and len(left) == 9
-    files = sorted(f for f in os.listdir(path) if f.startswith("vectors-"))
-    assert len(files) == 1  # older vector files are removed once the switch is committed
+    files = {f for f in os.listdir(path) if f.startswith("vectors-")}
+    assert files == set(index._vectors.files)  # older states' files are removed once the switch is committed
     index.close()
 
     index = DocumentIndex.open(path, model=model)
@@ -203,9 +203,13 @@ def test_a_failed_write_leaves_the_index_unchanged(tmp_path, model, texts, monke
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lightcol.MultiVectorCollection, "save", boom)
+    monkeypatch.setattr(lightcol.MultiVectorCollection, "save", boom)  # the new segment
     with pytest.raises(OSError, match="disk full"):
         index.add(texts[4:6], document_ids=["e", "f"])
+    monkeypatch.undo()
+    from lightcol.index import storage
+
+    monkeypatch.setattr(storage.Writer, "commit", boom)  # the manifest with the tombstones
     with pytest.raises(OSError, match="disk full"):
         index.delete(["a"])
     monkeypatch.undo()
@@ -213,11 +217,16 @@ def test_a_failed_write_leaves_the_index_unchanged(tmp_path, model, texts, monke
     assert index.search("query", k=5) == before
     reopened = DocumentIndex.open(tmp_path / "ix", model=model)
     assert reopened.document_ids == ["a", "b", "c", "d"] and reopened.search("query", k=5) == before
-    assert sorted(f for f in os.listdir(tmp_path / "ix") if f.startswith("vectors-")) == ["vectors-1.npz"]
-    # a file left by a write that crashed after its commit goes with the next change
+    first = sorted(f for f in os.listdir(tmp_path / "ix") if f.startswith("vectors-"))
+    assert first == ["vectors-1.collection", "vectors-1.collection.g1.npz"]
+    # a file left by a write that crashed goes with the next change; the first segment stays as it was
     (tmp_path / "ix" / "vectors-0.npz").write_bytes(b"stale")
+    (tmp_path / "ix" / ".vectors-2.collection.g2.npz.x1.tmp").write_bytes(b"stale")
+    inode = os.stat(tmp_path / "ix" / first[1]).st_ino
     reopened.add(texts[4:5], document_ids=["e"])
-    assert sorted(f for f in os.listdir(tmp_path / "ix") if f.startswith("vectors-")) == ["vectors-2.npz"]
+    assert sorted(f for f in os.listdir(tmp_path / "ix") if "vectors-" in f) == [
+        "vectors-1.collection.g1.npz", "vectors-2.collection", "vectors-2.collection.g2.npz"]
+    assert os.stat(tmp_path / "ix" / first[1]).st_ino == inode
 
 
 def test_langchain_retriever_returns_documents(tmp_path, model, texts) -> None:

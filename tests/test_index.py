@@ -126,7 +126,7 @@ def test_subset_restricts_results(built, corpus):
     assert [len(r) for r in many] == [2, 2, 2]
 
 
-def test_add_and_delete_rewrite_the_file(corpus, tmp_path):
+def test_add_and_delete(corpus, tmp_path):
     docs, queries = corpus
     ix = Index.build(tmp_path / "i.lci", range(300), docs[:300], nbits=4, show_progress=False)
     ix.add([300 + i for i in range(100)], docs[300:])
@@ -324,8 +324,11 @@ def test_integer_ids_stored_as_an_array_other_ids_as_json(corpus, tmp_path):
     ints.delete([0])
     assert len(ints) == 51 and ints.ids[-2:] == [7, 8] and 0 not in ints
     assert Index.open(ints.path).ids == ints.ids
-    ints.add(["x"], iter(docs[52:53]))  # a str id among ints: the file switches to JSON ids
+    ints.add(["x"], iter(docs[52:53]))  # a str id among ints: its segment holds JSON ids
+    assert ints.ids[-1] == "x" and Index.open(ints.path).ids == ints.ids
+    ints.compact()  # one file again: the ids are JSON
     assert _storage.open_arrays(ints.path)[1]["ids"].dtype == np.uint8 and ints.ids[-1] == "x"
+    assert Index.open(ints.path).ids == ints.ids
 
 
 def test_format_2_and_3_files_without_rotation_still_open(corpus, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """An embedded ColBERT index: PLAID-style compression, centroid candidate generation, one memory-mapped file."""
 
-from lightcol.index.index import Index
+from lightcol.index.index import Index, MergePolicy
 
-__all__ = ["Index"]
+__all__ = ["Index", "MergePolicy"]

@@ -16,6 +16,7 @@ the layout stage 2 gathers rows of. Three stages, each on fewer documents:
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,12 +105,14 @@ def _top(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def probe(
     st: np.ndarray, ivf_docs: np.ndarray, ivf_offsets: np.ndarray, n_docs: int, nprobe: int,
-    allowed: np.ndarray | None = None,
+    allowed: np.ndarray | None = None, gather: Callable[[np.ndarray], list[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage 1: candidate documents and their approximate scores from the inverted lists only.
 
     :param st: (K + 1, n_query_tokens) centroid scores (:func:`centroid_scores`).
     :param allowed: optional boolean mask over documents (``subset=``).
+    :param gather: the (sorted) documents of each of the given centroids, instead of
+        ``ivf_docs``/``ivf_offsets`` (an index of several segments: their lists, concatenated).
     """
     s = st[:-1]
     k, nq = s.shape
@@ -118,7 +121,9 @@ def probe(
     top, top_s = _top(s, fr + 1 if nprobe < k else k)
     floor = top_s[:, fr] if nprobe < k else np.full(nq, top_s[:, -1].min() - 1.0, dtype=s.dtype)
     probed = top[:, :nprobe]
-    lists = [ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]] for c in np.unique(probed)]
+    u = np.unique(probed)
+    lists = [ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]] for c in u] if gather is None else gather(u)
+    by_centroid = dict(zip(u.tolist(), lists, strict=True))
     if not lists:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     member = np.zeros(n_docs, dtype=bool)  # a mask, not np.unique: no sort of the concatenated lists
@@ -134,8 +139,7 @@ def probe(
     for q in range(nq):
         m.fill(floor[q])
         for j in range(nprobe - 1, -1, -1):  # ascending score: the best centroid is written last
-            c = probed[q, j]
-            d = ivf_docs[ivf_offsets[c] : ivf_offsets[c + 1]]
+            d = by_centroid[int(probed[q, j])]
             if allowed is not None:
                 d = d[member[d]]
             m[pos[d]] = top_s[q, j]

@@ -1,9 +1,11 @@
-"""``Index``: a compressed, memory-mapped ColBERT index in one file, searched without reading all of it.
+"""``Index``: a compressed, memory-mapped ColBERT index, searched without reading all of it, updated without rewriting it.
 
 Build streams documents to disk (the codec is trained on the first ``sample_tokens`` vectors), open
 memory-maps the file, search generates candidates from centroids (:mod:`.candidates`) and scores
 the best of them exactly by MaxSim on decoded vectors (or on full-precision float16 vectors kept in
 a side file ``<path>.full`` when built with ``keep_full=True`` and searched with ``exact=True``).
+Changes add segment files and tombstones committed by a manifest (:mod:`.segments`); ``compact``
+makes it one file again.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ import dataclasses
 import itertools
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lightcol import maxsim
+from lightcol import _durable, maxsim
 from lightcol.collection import Id, _check_id
-from lightcol.errors import ArgumentError, DuplicateIdError, IndexFormatError, ShapeError
+from lightcol.errors import ArgumentError, DuplicateIdError, DriftWarning, IndexFormatError, ShapeError
 from lightcol.index import candidates as _cand
 from lightcol.index import codec as _codec
+from lightcol.index import drift as _drift
+from lightcol.index import segments as _seg
 from lightcol.index import storage as _storage
 from lightcol.maxsim import PackedDocuments
 
-__all__ = ["Index"]
+__all__ = ["Index", "MergePolicy"]
 
 _FORMAT = "lightcol-index"
 _MISSING = object()
@@ -121,19 +126,55 @@ def _documents(
 
 
 class Index:
-    """A compressed multi-vector index in one memory-mapped file. Create with :meth:`build`, reopen with :meth:`open`."""
+    """A compressed multi-vector index, memory-mapped. Create with :meth:`build`, reopen with :meth:`open`.
 
-    def __init__(self, path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], full: np.ndarray | None) -> None:
+    Changes (:meth:`add`, :meth:`delete`, :meth:`compact`) never rewrite what is stored: new documents
+    go to a new segment file coded with the index's codec, deletions are tombstones, and a small
+    manifest renamed over :attr:`path` commits each change (:mod:`lightcol.index.segments`); search
+    reads every segment. One writer at a time (:class:`~lightcol.errors.IndexLockedError`); readers
+    keep the state they opened until they :meth:`refresh`.
+    """
+
+    #: when a change is followed by a merge (None: never; call :meth:`compact` yourself)
+    merge_policy: MergePolicy | None
+
+    def __init__(self, path: str, state: _seg.State) -> None:
+        self.merge_policy = MergePolicy()
+        self._set_state(path, state)
+
+    def _set_state(self, path: str, state: _seg.State) -> None:
         self.path = path
-        self.meta = meta
+        self._state = state
+        parts = state.parts
+        self._parts = parts
+        base = parts[0]
+        arrays = base.arrays
         self._a = arrays
-        self._full = full
         rot = arrays.get("rotation")  # absent in format 3 and earlier: no rotation
         self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
-                                   int(meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
+                                   int(state.meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
         self._lut = self._codec.lut()
-        self._ids: Sequence[Id] = _read_ids(arrays["ids"], path)
+        self._bases = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([p.n_docs for p in parts], out=self._bases[1:])
+        self._ids: Sequence[Id] = base.ids if len(parts) == 1 else _ConcatIds([p.ids for p in parts], self._bases)
+        if any(p.deleted.size for p in parts):
+            self._live: np.ndarray | None = np.ones(int(self._bases[-1]), dtype=bool)
+            for b, p in zip(self._bases.tolist(), parts, strict=False):
+                self._live[b + p.deleted] = False
+        else:
+            self._live = None
+        self._n_live = sum(p.n_live for p in parts)
+        self._full = base.full if all(p.full is not None for p in parts) else None
+        self._gather_cache: Any = None  # the probe's lists over several parts (made on first search)
+        extra = {k: v for k, v in (state.manifest or {}).items() if k not in ("format", "format_version", "parts")}
+        self.meta = {**state.meta, **extra, "n_docs": self._n_live, "n_tokens": sum(p.live_tokens for p in parts),
+                     "generation": state.generation, "n_segments": len(parts) - 1,
+                     "n_deleted": int(sum(p.deleted.size for p in parts))}
         self._pos: dict[Id, int] | None = None
+        try:
+            self._identity = _seg.identity(path)
+        except FileNotFoundError:
+            self._identity = None
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -157,26 +198,66 @@ class Index:
 
     @property
     def ids(self) -> list[Id]:
-        return list(self._ids)
+        """Ids of the documents in the index, in the order they were added."""
+        if self._live is None:
+            return list(self._ids)
+        return [d for d, live in zip(self._ids, self._live.tolist(), strict=True) if live]
 
     @property
     def n_tokens(self) -> int:
-        return int(self._a["codes"].shape[0])
+        """Vectors stored for the documents in the index."""
+        return int(self.meta["n_tokens"])
+
+    @property
+    def n_segments(self) -> int:
+        """Segments written by :meth:`add` since the index was built or compacted (0: one file)."""
+        return len(self._parts) - 1
+
+    @property
+    def n_deleted(self) -> int:
+        """Deleted documents whose vectors are still stored (until :meth:`compact`)."""
+        return int(self.meta["n_deleted"])
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this index reads, in its folder (the path itself first): copy them all to copy it."""
+        out = [os.path.basename(self.path)]
+        return out + [f for f in self._state.files() if f not in out]
+
+    @property
+    def drift(self) -> dict[str, Any] | None:
+        """How far the documents added since the codec was trained lie from its training data.
+
+        ``residual_ratio``: the added vectors' mean squared distance to their centroid over the
+        training sample's (1.0: same distribution); ``far_share``: share of added vectors farther
+        from their centroid than 99% of the training sample (0.01: same); ``drifted``: either
+        exceeds :data:`lightcol.index.drift.LIMITS`; ``vectors``: how many were measured. ``None``
+        before the first :meth:`add`. A drifted index keeps working, with more error per vector:
+        retrain with ``compact(retrain=True)`` (needs ``keep_full=True``) or rebuild.
+        """
+        stats = self.meta.get("drift")
+        return None if stats is None else _drift.summary(stats, self.meta["drift_reference"])
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n_live
 
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._positions()
 
     def __repr__(self) -> str:
         return (f"Index({self.path!r}, n_docs={len(self)}, n_tokens={self.n_tokens}, dim={self.dim}, "
-                f"nbits={self.nbits}, n_centroids={self._a['centroids'].shape[0]})")
+                f"nbits={self.nbits}, n_centroids={self._a['centroids'].shape[0]}, n_segments={self.n_segments})")
 
     def _positions(self) -> dict[Id, int]:
+        """Id -> position (over all parts) of each document in the index."""
         if self._pos is None:
-            self._pos = {d: i for i, d in enumerate(self._ids)}
+            if self._live is None:
+                self._pos = {d: i for i, d in enumerate(self._ids)}
+            else:
+                live = self._live.tolist()
+                self._pos = {d: i for i, d in enumerate(self._ids) if live[i]}
         return self._pos
+
 
     # -- build / open ----------------------------------------------------------------------------
     @classmethod
@@ -235,6 +316,7 @@ class Index:
             bar.close()
             raise ShapeError("cannot build an index without vectors; give at least one non-empty document.")
         codec = _codec.train(buf[:n_buf], nbits, n_centroids, seed=seed, iters=kmeans_iters)
+        drift_reference = _drift.reference(codec, buf[:n_buf])  # what later additions are compared with
         del buf
         writer = _storage.Writer(path)
         full = _storage.Writer(path + ".full") if keep_full else None
@@ -278,7 +360,7 @@ class Index:
             np.cumsum(lengths, out=offsets[1:])
             code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
             meta = {**(extra_meta or {}), "model": model_name, "seed": seed, "sample_tokens": sample_tokens,
-                    "kmeans_iters": kmeans_iters}
+                    "kmeans_iters": kmeans_iters, "drift_reference": drift_reference}
             if rules is not None:
                 meta["rules"] = rules
             _finish(writer, codec, code_arr, offsets, all_ids, meta)
@@ -293,52 +375,76 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = False) -> Index:
-        """Memory-map an index file (nothing but the small arrays is read until a search needs it).
+        """Memory-map an index (nothing but the small arrays is read until a search needs it).
 
-        :param verify: check every array's checksum (reads the whole file).
+        Opens what the last committed change left: one file, or a manifest and the segments it
+        names. Files of older lightcol versions open unchanged (their first change upgrades them).
+
+        :param verify: check every array's checksum (reads the whole index).
         :raises IndexFormatError: not an index, truncated or corrupted; :class:`IndexVersionError`:
             a newer format version.
         """
         path = os.path.abspath(os.fspath(path))
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no index file at {path}; build one with lightcol.Index.build.")
-        meta, arrays = _storage.open_arrays(path, verify=verify)
-        need = {"residuals", "codes", "offsets", "ivf_docs", "ivf_offsets", "centroids", "books", "ids"}
-        if meta.get("format") != _FORMAT or not need <= set(arrays):
-            raise IndexFormatError(f"{path} is not a lightcol index (missing {sorted(need - set(arrays))}).")
-        off, codes = arrays["offsets"], arrays["codes"]
-        if (off.ndim != 1 or off[0] != 0 or off[-1] != codes.shape[0] or arrays["residuals"].shape[0] != codes.shape[0]
-                or arrays["centroids"].shape[1] != meta["dim"]):
-            raise IndexFormatError(f"{path} is a corrupted lightcol index (inconsistent arrays); rebuild it.")
-        full = None
-        if os.path.isfile(path + ".full"):
-            fmeta, farr = _storage.open_arrays(path + ".full")
-            if fmeta.get("dim") == meta["dim"] and farr["vectors"].shape[0] == codes.shape[0]:
-                full = farr["vectors"]
-        self = cls(path, meta, arrays, full)
-        if len(self._ids) != off.shape[0] - 1:
-            raise IndexFormatError(f"{path} is a corrupted lightcol index (ids do not match documents); rebuild it.")
+        identity = _seg.identity(path)
+        state = _seg.read(path, _read_ids)
+        if verify:
+            folder = os.path.dirname(path)
+            _storage.open_arrays(path, verify=True)
+            for f in state.files():
+                _storage.open_arrays(os.path.join(folder, f), verify=True)
+        self = cls(path, state)
+        self._identity = identity
         return self
+
+    def refresh(self) -> bool:
+        """Follow changes another writer committed since this object opened the index (readers keep
+        the state they opened until then). Returns whether there were any."""
+        try:
+            if _seg.identity(self.path) == self._identity:
+                return False
+        except FileNotFoundError:
+            return False
+        identity = _seg.identity(self.path)
+        state = _seg.read(self.path, _read_ids, {p.file: p for p in self._parts[1:]})
+        policy = self.merge_policy
+        self._set_state(self.path, state)
+        self.merge_policy = policy
+        self._identity = identity
+        return True
 
     # -- search ----------------------------------------------------------------------------------
     def _allowed(self, subset: Iterable[Id] | None) -> np.ndarray | None:
         if subset is None:
-            return None
+            return None if self._live is None else self._live
         pos = self._positions()
-        mask = np.zeros(len(self), dtype=bool)
+        mask = np.zeros(int(self._bases[-1]), dtype=bool)
         rows = [pos[d] for d in subset if d in pos]
         mask[rows] = True
         return mask
 
-    def _vectors(self, docs: np.ndarray, exact: bool) -> PackedDocuments:
-        """Vectors of ``docs``: full precision from the side file (``exact``), else decoded (rotated)."""
-        idx, local = _cand.token_ranges(self._a["offsets"], docs)
+    def _by_part(self, docs: np.ndarray) -> Iterator[tuple[_seg.Part, np.ndarray, int, int]]:
+        """``(part, local positions, a, b)`` for each part holding some of ``docs`` (sorted global
+        positions), ``docs[a:b]`` being that part's."""
+        if len(self._parts) == 1:
+            yield self._parts[0], docs, 0, docs.shape[0]
+            return
+        cuts = np.searchsorted(docs, self._bases).tolist()
+        for i, p in enumerate(self._parts):
+            a, b = cuts[i], cuts[i + 1]
+            if b > a:
+                yield p, docs[a:b] - self._bases[i], a, b
+
+    def _vectors(self, part: _seg.Part, docs: np.ndarray, exact: bool) -> PackedDocuments:
+        """Vectors of ``docs`` of ``part``: full precision (``exact``), else decoded (rotated)."""
+        idx, local = _cand.token_ranges(part.arrays["offsets"], docs)
         if exact:
             if self._full is None:
                 raise ArgumentError(f"exact=True needs full-precision vectors: rebuild {self.path} with keep_full=True.")
-            v = np.asarray(self._full[idx], dtype=np.float32)
+            v = np.asarray(part.full[idx], dtype=np.float32)  # type: ignore[index]
         else:
-            v = self._codec.decode(self._a["codes"][idx], self._a["residuals"][idx], self._lut)
+            v = self._codec.decode(part.arrays["codes"][idx], part.arrays["residuals"][idx], self._lut)
         return PackedDocuments._trusted(v, local)
 
     def _score(self, q: np.ndarray, docs: np.ndarray, exact: bool) -> np.ndarray:
@@ -348,11 +454,56 @@ class Index:
         memory that large is handed back to the OS when freed and page-faulted again by the next query,
         which cost 6 of 22 ms per CISI search. Steps of 4,096 tokens reuse the same few MB.
         """
-        off = self._a["offsets"]
         out = np.empty(docs.shape[0], dtype=np.float32)
-        for a, b in _cand.token_steps(off[docs + 1] - off[docs], _SCORE_TOKENS):
-            out[a:b] = maxsim.score(q, self._vectors(docs[a:b], exact))
+        part, local = (self._parts[0], docs) if len(self._parts) == 1 else self._gathered(docs, exact)
+        off = part.arrays["offsets"]
+        for a, b in _cand.token_steps(off[local + 1] - off[local], _SCORE_TOKENS):
+            out[a:b] = maxsim.score(q, self._vectors(part, local[a:b], exact))
         return out
+
+    def _gathered(self, docs: np.ndarray, full: bool = False, names: tuple[str, ...] = ("codes", "residuals")
+                  ) -> tuple[_seg.Part, np.ndarray]:
+        """The tokens of ``docs`` (sorted global positions over several parts) copied into one part of
+        their own (a few hundred KB for a query's candidates), and positions ``0..n-1`` in it: each
+        stage then runs once, in the same steps as on the compacted index, not once per part."""
+        pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        fulls: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
+        for part, local, _, _ in self._by_part(docs):
+            off = part.arrays["offsets"]
+            idx, _ = _cand.token_ranges(off, local)
+            lens.append(off[local + 1] - off[local])
+            for n in names:
+                pieces[n].append(np.take(part.arrays[n], idx, axis=0))
+            if full:
+                fulls.append(np.asarray(part.full[idx]))  # type: ignore[index]
+        offsets = np.zeros(docs.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lens), out=offsets[1:])
+        arrays = {n: np.concatenate(v) for n, v in pieces.items()}
+        arrays["offsets"] = offsets
+        part = _seg.Part("", arrays, [], np.concatenate(fulls) if full else None, None, np.empty(0, np.int64))
+        return part, np.arange(docs.shape[0], dtype=np.int64)
+
+    def _gather(self) -> Any:
+        """The probe's ``gather`` over several parts: the base's inverted lists and one merged from
+        every segment's (made once per state, on the first search: segments are the small part)."""
+        if len(self._parts) == 1:
+            return None
+        if self._gather_cache is None:
+            cents, docs = [], []
+            for p, b in zip(self._parts[1:], self._bases[1:-1].tolist(), strict=True):
+                off = p.arrays["ivf_offsets"]
+                cents.append(np.repeat(np.arange(off.shape[0] - 1, dtype=np.int64), np.diff(off)))
+                docs.append(np.asarray(p.arrays["ivf_docs"], dtype=np.int64) + b)
+            c = np.concatenate(cents)
+            order = np.argsort(c, kind="stable")  # by centroid, then part and document: sorted lists
+            k = self._a["ivf_offsets"].shape[0] - 1
+            merged_off = np.zeros(k + 1, dtype=np.int64)
+            np.cumsum(np.bincount(c, minlength=k), out=merged_off[1:])
+            merged = np.concatenate(docs)[order]
+            self._gather_cache = _seg.gather([(self._a["ivf_docs"], self._a["ivf_offsets"]), (merged, merged_off)],
+                                             np.zeros(3, dtype=np.int64))
+        return self._gather_cache
 
     def search(
         self,
@@ -377,7 +528,7 @@ class Index:
             raise ArgumentError(f"k must be a positive integer; got {k!r}.")
         n = len(self)
         allowed = self._allowed(subset)
-        n_allowed = n if allowed is None else int(allowed.sum())
+        n_allowed = n if allowed is None or (subset is None) else int(allowed.sum())
         if n_allowed == 0:
             return []
         nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
@@ -401,15 +552,20 @@ class Index:
                     n_rerank: int) -> np.ndarray:
         """Sorted positions of the documents to rerank: stage 1 (probe) then 2 (centroid interaction).
 
+        Over several parts the stages rank all their documents together (each part's inverted lists
+        are concatenated per centroid): the same candidates as the compacted index.
+
         :param q: query vectors in the codec's space (``self._codec.rotate``).
         """
         st = _cand.centroid_scores(q, self._codec.centroids)
-        cand, approx = _cand.probe(st, self._a["ivf_docs"], self._a["ivf_offsets"], len(self), nprobe, allowed)
+        cand, approx = _cand.probe(st, self._a["ivf_docs"], self._a["ivf_offsets"], int(self._bases[-1]), nprobe,
+                                   allowed, self._gather())
         if cand.shape[0] > n_interact:
             keep, _ = maxsim.top_k(approx, n_interact)
             cand = np.sort(cand[keep])
         if cand.shape[0] > n_rerank:
-            keep, _ = maxsim.top_k(_cand.interact(st, self._a["codes"], self._a["offsets"], cand), n_rerank)
+            part, local = (self._parts[0], cand) if len(self._parts) == 1 else self._gathered(cand, names=("codes",))
+            keep, _ = maxsim.top_k(_cand.interact(st, part.arrays["codes"], part.arrays["offsets"], local), n_rerank)
             cand = np.sort(cand[keep])
         return cand
 
@@ -422,65 +578,340 @@ class Index:
 
     # -- changes ---------------------------------------------------------------------------------
     def add(self, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], *, show_progress: bool = False) -> None:
-        """Append documents (encoded with the existing codec) and rewrite the file atomically.
+        """Add documents, encoded with the index's codec, as a new segment; all or nothing.
 
-        All or nothing: on any error the file and this object are unchanged. Rewrites the whole file
-        (cost ~ index size); batch additions. Retrain (rebuild) when the data drifts far from the sample.
+        Time and disk follow the new documents, not the index: one segment file and a small manifest
+        are written, then committed by one rename (a crash leaves the index as it was before or after
+        the call). Their drift from the codec's training data is measured (:attr:`drift`). The
+        :attr:`merge_policy` may merge segments afterwards.
+
+        :param ids: one unique ``str``/``int`` id per document, or ``None`` for ``len(index), ...``.
+        :raises IndexLockedError: another writer is changing the index.
+        :raises DuplicateIdError: an id is already in the index or given twice (nothing is added).
         """
+        self._change(lambda target: self._add(target, ids, embeddings))
+
+    def delete(self, ids: Iterable[Id] | Id) -> None:
+        """Remove documents by id: tombstones in the manifest (their vectors go at the next merge or
+        :meth:`compact`). An unknown id raises :class:`ArgumentError` and nothing is deleted.
+
+        :raises IndexLockedError: another writer is changing the index.
+        """
+        self._change(lambda target: self._delete(target, ids))
+
+    def compact(self, *, retrain: bool = False, show_progress: bool = False) -> None:
+        """Write the documents of every segment, less the deleted ones, as one file again (renamed over
+        :attr:`path`: the index is then one file, as built). Search results do not change.
+
+        :param retrain: also train the codec again on the documents' full-precision vectors (an index
+            built with ``keep_full=True``) and encode every document with it, e.g. once :attr:`drift`
+            says the data has moved away from the codec's training sample.
+        :raises IndexLockedError: another writer is changing the index.
+        """
+        if retrain and self._full is None:
+            raise ArgumentError(f"compact(retrain=True) needs full-precision vectors, which {self.path} does not keep: "
+                                "build it with keep_full=True, or rebuild it with Index.build from the embeddings.")
+        self._change(lambda target: self._compact_if_needed(target, retrain), policy=False)
+
+    def _compact_if_needed(self, target: str, retrain: bool) -> bool:
+        """:meth:`_compact`, unless the index is one file with nothing deleted and no retraining asked."""
+        if not retrain and self._state.manifest is None and len(self._parts) == 1 and not self._parts[0].deleted.size:
+            return False
+        return self._compact(target, retrain)
+
+    def _add_at(self, target: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike]) -> None:
+        """:meth:`add`, the new state written at ``target`` (a :class:`~lightcol.DocumentIndex` commits it)."""
+        self._change(lambda t: self._add(t, ids, embeddings), target)
+
+    def _delete_at(self, target: str, ids: Iterable[Id]) -> None:
+        """:meth:`delete`, the new state written at ``target``."""
+        self._change(lambda t: self._delete(t, ids), target)
+
+    def _change(self, write: Any, target: str | None = None, policy: bool = True) -> None:
+        """Run ``write(target)`` (which commits a new state at ``target``), then follow it.
+
+        Without ``target``: at :attr:`path`, holding the write lock, after following any change another
+        writer committed; the files no longer used are deleted afterwards. With ``target`` (a
+        :class:`~lightcol.DocumentIndex`: its lock is held, its database commits, it deletes files).
+        """
+        if target is not None:
+            if write(target) is not False:
+                self._adopt(target)
+                if policy:
+                    self._apply_policy(target)
+            return
+        with _durable.write_lock(self.path, "index"):
+            self.refresh()
+            if write(self.path) is False:
+                return
+            self._adopt(self.path)
+            _seg.collect(self.path, self._state)
+            if policy:
+                self._apply_policy(self.path, collect=True)
+
+    def _adopt(self, target: str) -> None:
+        identity = _seg.identity(target)
+        state = _seg.read(target, _read_ids, {p.file: p for p in self._parts[1:]})
+        policy = self.merge_policy
+        self._set_state(target, state)
+        self.merge_policy = policy
+        self._identity = identity
+
+    def _extra(self) -> dict[str, Any]:
+        """Index-level facts a change carries over (drift statistics, an estimated drift reference)."""
+        return {k: self.meta[k] for k in ("drift", "drift_reference") if k in self.meta}
+
+    def _upgraded(self, target: str, generation: int) -> list[_seg.Part]:
+        """The parts, the base hard-linked to a name of its own if the new manifest takes its place."""
+        parts = list(self._parts)
+        base = parts[0]
+        folder = os.path.dirname(target)
+        if self._state.manifest is None and os.path.join(folder, base.file) == target:
+            name = _seg.data_name(target, generation, "base")
+            _durable.link_or_copy(target, os.path.join(folder, name))
+            full = None
+            if base.full_file is not None:
+                full = name + ".full"
+                _durable.link_or_copy(os.path.join(folder, base.full_file), os.path.join(folder, full))
+            parts[0] = dataclasses.replace(base, file=name, full_file=full)
+        return parts
+
+    def _add(self, target: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike]) -> bool:
         new_ids: list[Id] = []
         vecs: list[np.ndarray] = []
-        for doc_id, a in _documents(ids, embeddings, self.dim, set(self._positions()), len(self)):
+        for doc_id, a in _documents(ids, embeddings, self.dim, self._positions(), len(self)):  # type: ignore[arg-type]
             new_ids.append(doc_id)
             vecs.append(a)
         if not new_ids:
-            return
-        x = np.concatenate(vecs) if vecs else np.empty((0, self.dim), np.float32)
-        c, r = self._codec.encode(x)
-        lengths = np.array([len(v) for v in vecs], dtype=np.int64)
-        off = self._a["offsets"]
-        offsets = np.concatenate([off, off[-1] + np.cumsum(lengths)])
-        full = None
-        if self._full is not None:
-            full = np.concatenate([np.asarray(self._full), x.astype(np.float16)])
-        self._rewrite(np.concatenate([np.asarray(self._a["codes"]), c]),
-                      np.concatenate([np.asarray(self._a["residuals"]), r]), offsets, [*self._ids, *new_ids], full)
+            return False
+        x = np.concatenate(vecs)
+        codes, residuals = self._codec.encode(x)
+        offsets = np.zeros(len(vecs) + 1, dtype=np.int64)
+        np.cumsum([v.shape[0] for v in vecs], out=offsets[1:])
+        extra = self._extra()
+        if "drift_reference" not in self.meta:  # an index built before drift was measured: estimate it once
+            extra["drift_reference"] = _drift.estimate_reference(self._codec, self._parts[0].arrays)
+        extra["drift"] = _drift.accumulate(extra.get("drift"), extra["drift_reference"], self._codec, x, codes)
+        drift = _drift.summary(extra["drift"], extra["drift_reference"])
+        if drift["drifted"] and self._full is None:
+            warnings.warn(f"documents added to {self.path} have drifted from the codec's training data "
+                          f"(residual ratio {drift['residual_ratio']:.2f}, far share {drift['far_share']:.3f}): they "
+                          "are stored with more error; rebuild the index (Index.build) from the embeddings, or build "
+                          "with keep_full=True so compact(retrain=True) can retrain.", DriftWarning, stacklevel=4)
+        generation = self._state.generation + 1
+        parts = self._upgraded(target, generation)
+        name = _seg.data_name(target, generation, "seg")
+        full = None if self._full is None else x.astype(np.float16)
+        _seg.write_segment(os.path.join(os.path.dirname(target), name), codes, residuals, offsets, _ids_array(new_ids),
+                           self._codec.centroids.shape[0], full, {"dim": self.dim})
+        _seg.write_manifest(target, generation, [*parts, _seg.stub(name)], extra)
+        return True
 
-    def delete(self, ids: Iterable[Id]) -> None:
-        """Remove documents by id and rewrite the file atomically; an unknown id raises :class:`ArgumentError`."""
+    def _delete(self, target: str, ids: Iterable[Id] | Id) -> bool:
         pos = self._positions()
-        drop = list(ids) if not isinstance(ids, (str, int)) else [ids]
+        drop = [ids] if isinstance(ids, (str, int)) else list(ids)
         missing = [d for d in drop if d not in pos]
         if missing:
             raise ArgumentError(f"id(s) {missing[:5]!r} not in the index; nothing was deleted.")
-        keep_doc = np.ones(len(self), dtype=bool)
-        keep_doc[[pos[d] for d in drop]] = False
-        off = self._a["offsets"]
-        lengths = np.diff(off)
-        keep_tok = np.repeat(keep_doc, lengths)
-        offsets = np.zeros(int(keep_doc.sum()) + 1, dtype=np.int64)
-        np.cumsum(lengths[keep_doc], out=offsets[1:])
-        full = None if self._full is None else np.asarray(self._full)[keep_tok]
-        self._rewrite(np.asarray(self._a["codes"])[keep_tok], np.asarray(self._a["residuals"])[keep_tok], offsets,
-                      [d for d, k in zip(self._ids, keep_doc.tolist(), strict=True) if k], full)
+        if not drop:
+            return False
+        rows = np.unique(np.array([pos[d] for d in drop], dtype=np.int64))
+        generation = self._state.generation + 1
+        parts = self._upgraded(target, generation)
+        cuts = np.searchsorted(rows, self._bases).tolist()
+        for i, p in enumerate(parts):
+            if cuts[i + 1] > cuts[i]:
+                local = rows[cuts[i] : cuts[i + 1]] - self._bases[i]
+                parts[i] = dataclasses.replace(p, deleted=np.union1d(p.deleted, local))
+        _seg.write_manifest(target, generation, parts, self._extra())
+        return True
 
-    def _rewrite(self, codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray, ids: Sequence[Id],
-                 full: np.ndarray | None) -> None:
-        meta = {k: v for k, v in self.meta.items() if k not in _DERIVED}
-        writer = _storage.Writer(self.path)
-        fw = _storage.Writer(self.path + ".full") if full is not None else None
+    def _live_steps(self, parts: Sequence[_seg.Part], step: int = _ENCODE_CHUNK * 16) -> Iterator[tuple[_seg.Part, np.ndarray, np.ndarray]]:
+        """``(part, documents, their token indices)`` for the live documents of ``parts``, in order,
+        about ``step`` tokens at a time."""
+        for p in parts:
+            off = p.arrays["offsets"]
+            keep = np.setdiff1d(np.arange(p.n_docs, dtype=np.int64), p.deleted, assume_unique=True)
+            for a, b in _cand.token_steps(off[keep + 1] - off[keep], step):
+                docs = keep[a:b]
+                yield p, docs, _cand.token_ranges(off, docs)[0]
+
+    def _compact(self, target: str, retrain: bool) -> bool:
+        codec = self._codec
+        meta = {k: v for k, v in self.meta.items() if k not in (*_DERIVED, "n_segments", "n_deleted", "generation")}
+        if retrain:
+            sample_tokens = int(self.meta.get("sample_tokens", 1 << 20))
+            sample = []
+            got = 0
+            for p, _, idx in self._live_steps(self._parts):
+                sample.append(np.asarray(p.full[idx[: sample_tokens - got]], dtype=np.float32))  # type: ignore[index]
+                got += sample[-1].shape[0]
+                if got >= sample_tokens:
+                    break
+            x = np.concatenate(sample)
+            codec = _codec.train(x, self.nbits, int(self.meta["n_centroids"]), seed=int(self.meta.get("seed", 0)),
+                                 iters=int(self.meta.get("kmeans_iters", 4)))
+            meta["drift_reference"] = _drift.reference(codec, x)
+            meta.pop("drift", None)
+            del sample, x
+        generation = self._state.generation + 1
+        # a temporary name the next writer recognises (and deletes) should this one be killed
+        writer = _storage.Writer(target, tmp_prefix=f".{os.path.basename(target)}.g{generation}.compact.")
         try:
-            writer.array("residuals", residuals)
-            if fw is not None:
-                fw.array("vectors", full)
-                fw.commit({"format": _FORMAT + "-full", "dim": self.dim})
-            _finish(writer, self._codec, codes, offsets, ids, meta)
+            writer.begin("residuals", np.uint8, (codec.code_bytes,))
+            codes: list[np.ndarray] = []
+            lengths: list[np.ndarray] = []
+            for p, docs, idx in self._live_steps(self._parts):
+                off = p.arrays["offsets"]
+                lengths.append(off[docs + 1] - off[docs])
+                if retrain:
+                    c, r = codec.encode(np.asarray(p.full[idx], dtype=np.float32))  # type: ignore[index]
+                else:
+                    c, r = p.arrays["codes"][idx], p.arrays["residuals"][idx]
+                codes.append(c)
+                writer.extend(r)
+            writer.end()
+            if self._full is not None:
+                writer.begin("full", np.float16, (self.dim,))
+                for p, _, idx in self._live_steps(self._parts):
+                    writer.extend(p.full[idx])  # type: ignore[index]
+                writer.end()
+            lens = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
+            offsets = np.zeros(lens.shape[0] + 1, dtype=np.int64)
+            np.cumsum(lens, out=offsets[1:])
+            code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
+            meta["generation"] = generation
+            _finish(writer, codec, code_arr, offsets, self._live_ids(self._parts), meta)
         except BaseException:
             writer.abort()
-            if fw is not None:
-                fw.abort()
             raise
-        fresh = Index.open(self.path)
-        self.__dict__.update(fresh.__dict__)
+        return True
+
+    def _live_ids(self, parts: Sequence[_seg.Part]) -> np.ndarray | list[Id]:
+        """Ids of the live documents of ``parts``, in order: an int64 array when all are stored so."""
+        if all(isinstance(p.ids, _IntIds) for p in parts):
+            arrays = [np.asarray(p.ids._a) for p in parts]  # type: ignore[attr-defined]
+            return np.concatenate([np.delete(a, p.deleted) for a, p in zip(arrays, parts, strict=True)])
+        out: list[Id] = []
+        for p in parts:
+            dead = set(p.deleted.tolist())
+            out.extend(d for i, d in enumerate(p.ids) if i not in dead)
+        return out
+
+    def _merge(self, target: str, i: int, j: int) -> bool:
+        """Merge segments ``i..j-1`` (not the base) into one segment, dropping deleted documents."""
+        parts = self._parts[i:j]
+        codes, residuals, full, lens = [], [], [], []
+        for p, docs, idx in self._live_steps(parts):
+            off = p.arrays["offsets"]
+            lens.append(off[docs + 1] - off[docs])
+            codes.append(p.arrays["codes"][idx])
+            residuals.append(p.arrays["residuals"][idx])
+            if self._full is not None:
+                full.append(p.full[idx])  # type: ignore[index]
+        generation = self._state.generation + 1
+        new: list[_seg.Part] = []
+        if lens:
+            name = _seg.data_name(target, generation, "seg")
+            ln = np.concatenate(lens)
+            offsets = np.zeros(ln.shape[0] + 1, dtype=np.int64)
+            np.cumsum(ln, out=offsets[1:])
+            ids = self._live_ids(parts)
+            _seg.write_segment(os.path.join(os.path.dirname(target), name), np.concatenate(codes), np.concatenate(residuals),
+                               offsets, _ids_array(ids),
+                               self._codec.centroids.shape[0], np.concatenate(full) if full else None, {"dim": self.dim})
+            new.append(_seg.stub(name))
+        rest = self._upgraded(target, generation)
+        _seg.write_manifest(target, generation, [*rest[:i], *new, *rest[j:]], self._extra())
+        return True
+
+    def _apply_policy(self, target: str, collect: bool = False) -> None:
+        """Merge as :attr:`merge_policy` says (each merge its own commit), retrain on drift if possible."""
+        policy = self.merge_policy
+        if policy is None:
+            return
+        while True:
+            plan = policy.plan(self)
+            if plan is None:
+                return
+            if plan == "retrain" and self._full is None:
+                plan = "compact"
+            if plan in ("compact", "retrain"):
+                self._compact(target, plan == "retrain")
+            else:
+                self._merge(target, *plan)
+            self._adopt(target)
+            if collect:
+                _seg.collect(target, self._state)
+
+
+class _ConcatIds(Sequence[Id]):
+    """The ids of several parts as one sequence (global positions)."""
+
+    __slots__ = ("_parts", "_bases")
+
+    def __init__(self, parts: list[Sequence[Id]], bases: np.ndarray) -> None:
+        self._parts = parts
+        self._bases = bases
+
+    def __len__(self) -> int:
+        return int(self._bases[-1])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        p = int(np.searchsorted(self._bases, i, side="right")) - 1
+        return self._parts[p][i - int(self._bases[p])]
+
+    def __iter__(self) -> Iterator[Id]:
+        for p in self._parts:
+            yield from p
+
+
+@dataclasses.dataclass
+class MergePolicy:
+    """When a change is followed by merges (each its own commit, inside the same call).
+
+    :param max_segments: more segments than this: the two adjacent ones with the fewest documents are
+        merged into one (cost: their size), until there are this many.
+    :param max_deleted: deleted documents over this share of those stored: :meth:`Index.compact`.
+    :param max_added: documents in segments over this multiple of the base's: :meth:`Index.compact`
+        (the cost of all merges stays proportional to what was added).
+    :param retrain_on_drift: retrain the codec (``compact(retrain=True)``) once :attr:`Index.drift`
+        says ``drifted`` - only an index with full-precision vectors (``keep_full=True``); others
+        warn (:class:`~lightcol.errors.DriftWarning`).
+    """
+
+    max_segments: int = 10
+    max_deleted: float = 0.25
+    max_added: float = 1.0
+    retrain_on_drift: bool = True
+
+    def plan(self, index: Index) -> str | tuple[int, int] | None:
+        """The next merge for ``index``: ``"retrain"``, ``"compact"``, ``(i, j)`` (merge parts
+        ``i..j-1``) or ``None``."""
+        parts = index._parts
+        if len(parts) == 1 and not parts[0].deleted.size:
+            return None
+        drift = index.drift
+        if self.retrain_on_drift and drift is not None and drift["drifted"] and index._full is not None:
+            return "retrain"
+        stored = int(index._bases[-1])
+        if index.n_deleted > self.max_deleted * stored:
+            return "compact"
+        if stored - parts[0].n_docs > self.max_added * max(parts[0].n_docs, 1):
+            return "compact"
+        for i, p in enumerate(parts[1:], 1):
+            if p.n_live == 0:  # a segment whose documents are all deleted: drop it
+                return i, i + 1
+        if len(parts) - 1 > self.max_segments:
+            sizes = [p.n_live for p in parts]
+            i = min(range(1, len(parts) - 1), key=lambda i: sizes[i] + sizes[i + 1])
+            return i, i + 2
+        return None
 
 
 class _IntIds(Sequence[int]):
@@ -503,6 +934,8 @@ class _IntIds(Sequence[int]):
 
 def _ids_array(ids: Sequence[Id]) -> np.ndarray:
     """Ids as stored: int64 when every id is an int that fits (format 3), else UTF-8 JSON bytes."""
+    if isinstance(ids, np.ndarray) and ids.dtype == np.int64:  # already stored so
+        return ids.reshape(-1)
     if all(type(d) is int for d in ids):
         try:
             return np.asarray(ids, dtype=np.int64).reshape(-1)

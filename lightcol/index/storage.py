@@ -7,7 +7,9 @@ Layout::
 
 The footer names every array (dtype, shape, byte offset, crc32) and holds the metadata. The file is
 written to a temporary sibling, fsynced and renamed over ``path``, so a crash never leaves a file
-that opens as a whole index. :func:`open_arrays` memory-maps every array (read-only).
+that opens as a whole index. :func:`open_arrays` memory-maps every array (read-only). The same
+container holds an updated index's manifest and segments (format version 5, see
+:mod:`lightcol.index.segments`); files without them keep version 4.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from lightcol import _durable
 from lightcol.errors import IndexFormatError, IndexVersionError
 
-__all__ = ["FORMAT_VERSION", "Writer", "open_arrays"]
+__all__ = ["FORMAT_VERSION", "UPDATE_VERSION", "READ_VERSION", "Writer", "open_arrays"]
 
 MAGIC = b"LCOLIDX\0"
 FORMAT_VERSION = 4  # 2: product-quantised residuals (``books``), float16 centroids; 3: integer ids as int64;
-# 4: a rotation before the product quantiser (``rotation``; read as none when absent)
+# 4: a rotation before the product quantiser (``rotation``; read as none when absent): what a build writes
+UPDATE_VERSION = 5  # manifests and segments of an updated index (lightcol.index.segments)
+READ_VERSION = UPDATE_VERSION  # the newest version this lightcol reads
 MIN_VERSION = 2
 _HEAD = struct.Struct("<8sII")
 _TAIL = struct.Struct("<QI8s")
@@ -39,12 +44,13 @@ _ALIGN = 64
 class Writer:
     """Write arrays (whole, or streamed in pieces) to a temp file; :meth:`commit` renames it into place."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, version: int = FORMAT_VERSION, tmp_prefix: str | None = None) -> None:
         self.path = os.path.abspath(os.fspath(path))
         folder = os.path.dirname(self.path)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=folder)
+        prefix = tmp_prefix or f".{os.path.basename(self.path)}."
+        fd, self._tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
         self._f: BinaryIO = os.fdopen(fd, "w+b")
-        self._f.write(_HEAD.pack(MAGIC, FORMAT_VERSION, 0))
+        self._f.write(_HEAD.pack(MAGIC, version, 0))
         self._arrays: dict[str, dict[str, Any]] = {}
         self._open: tuple[str, dict[str, Any]] | None = None
 
@@ -102,7 +108,9 @@ class Writer:
             self._f.write(footer)
             self._f.write(_TAIL.pack(len(footer), zlib.crc32(footer), MAGIC))
             self._f.flush()
+            _durable.step("write")
             os.fsync(self._f.fileno())
+            _durable.step("fsync")
             self._f.close()
             try:
                 mode = os.stat(self.path).st_mode & 0o777
@@ -110,15 +118,11 @@ class Writer:
                 mode = 0o644
             os.chmod(self._tmp, mode)
             os.replace(self._tmp, self.path)
+            _durable.step("rename")
         except BaseException:
             self.abort()
             raise
-        with contextlib.suppress(OSError, AttributeError):
-            fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        _durable.fsync_dir(os.path.dirname(self.path))
 
     def abort(self) -> None:
         """Drop the temp file (nothing at ``path`` changes)."""
@@ -143,9 +147,9 @@ def open_arrays(path: str | os.PathLike[str], *, verify: bool = False) -> tuple[
         if len(head) < _HEAD.size or head[:8] != MAGIC:
             raise IndexFormatError(f"{path} is not a lightcol index file (bad magic); build one with lightcol.Index.build.")
         version = _HEAD.unpack(head)[1]
-        if version > FORMAT_VERSION:
+        if version > READ_VERSION:
             raise IndexVersionError(
-                f"{path} has index format version {version}; this lightcol reads up to {FORMAT_VERSION}. "
+                f"{path} has index format version {version}; this lightcol reads up to {READ_VERSION}. "
                 "Upgrade lightcol (pip install -U lightcol) to open it."
             )
         if version < MIN_VERSION:
