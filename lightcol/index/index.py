@@ -24,6 +24,7 @@ from lightcol.collection import Id, _check_id
 from lightcol.errors import ArgumentError, DuplicateIdError, IndexFormatError, ShapeError
 from lightcol.index import candidates as _cand
 from lightcol.index import codec as _codec
+from lightcol.index import external as _external
 from lightcol.index import storage as _storage
 from lightcol.maxsim import PackedDocuments
 
@@ -91,9 +92,11 @@ def _check_doc(emb: Any, k: int, dim: int | None) -> np.ndarray:
 
 
 def _documents(
-    ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], dim: int | None, existing: set[Id], start: int
+    ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], dim: int | None, existing: set[Id], start: int,
+    *, dedupe: bool = True,
 ) -> Iterator[tuple[Id, np.ndarray]]:
-    """Validated (id, float32 vectors) pairs; ids unique against ``existing`` and each other."""
+    """Validated (id, float32 vectors) pairs; ids unique against ``existing`` and (``dedupe``) each other
+    (without ``dedupe`` the caller checks, as :meth:`Index.build` does on disk)."""
     if isinstance(ids, (str, bytes, int, np.integer)):
         raise ArgumentError(f"ids must be an iterable of ids (one per document); got {ids!r}. Use [id].")
     if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
@@ -112,7 +115,8 @@ def _documents(
         if doc_id in existing or doc_id in seen:
             where = "is already in the index" if doc_id in existing else "is given twice"
             raise DuplicateIdError(f"id {doc_id!r} (document {k}) {where}; ids must be unique.")
-        seen.add(doc_id)
+        if dedupe:
+            seen.add(doc_id)
         a = _check_doc(emb, k, dim)
         dim = a.shape[1]
         yield doc_id, a
@@ -214,7 +218,7 @@ class Index:
         """
         path = os.path.abspath(os.fspath(path))
         model_name, model_dim, rules = _model_facts(model)
-        docs = _documents(ids, embeddings, model_dim, set(), 0)
+        docs = _documents(ids, embeddings, model_dim, set(), 0, dedupe=False)
         bar = _progress(show_progress, "index", "doc")
         # the training sample: the first sample_tokens vectors, copied once into one buffer (its pages are
         # touched only as far as it fills); the buffered documents are views of it, freed once encoded
@@ -234,17 +238,22 @@ class Index:
         if buf is None or n_buf == 0:
             bar.close()
             raise ShapeError("cannot build an index without vectors; give at least one non-empty document.")
+        # working memory beyond the sample: everything per vector or per document goes to temporary files
+        # beside the index; the inverted file is placed in ranges of this many bytes (see external.py)
+        budget = max(1 << 20, buf.shape[0] * buf.shape[1] * 4)
         codec = _codec.train(buf[:n_buf], nbits, n_centroids, seed=seed, iters=kmeans_iters)
         del buf
+        folder = os.path.dirname(path)
         writer = _storage.Writer(path)
         full = _storage.Writer(path + ".full") if keep_full else None
+        spilled = _external.IdSpill(folder)
+        code_col = _external.Column(folder, codec.code_dtype, "codes")
+        len_col = _external.Column(folder, np.int64, "lengths")
+        ivf = _external.IvfSpill(folder, codec.centroids.shape[0])
         try:
             writer.begin("residuals", np.uint8, (codec.code_bytes,))
             if full is not None:
                 full.begin("vectors", np.float16, (codec.dim,))
-            all_ids: list[Id] = []
-            codes: list[np.ndarray] = []
-            lengths: list[int] = []
             pending: list[np.ndarray] = []
             n_pending = 0
 
@@ -253,8 +262,11 @@ class Index:
                 if not pending:
                     return
                 x = np.concatenate(pending)
+                lens = np.fromiter((v.shape[0] for v in pending), dtype=np.int64, count=len(pending))
                 c, r = codec.encode(x)
-                codes.append(c)
+                ivf.add(c, lens, len_col.n)
+                code_col.append(c)
+                len_col.append(lens)
                 writer.extend(r)
                 if full is not None:
                     full.extend(x.astype(np.float16))
@@ -262,8 +274,7 @@ class Index:
                 n_pending = 0
 
             for doc_id, a in itertools.chain(_drained(buffered), _counted(docs, bar)):
-                all_ids.append(doc_id)
-                lengths.append(a.shape[0])
+                spilled.add(doc_id)
                 pending.append(a)
                 n_pending += a.shape[0]
                 if n_pending >= _ENCODE_CHUNK:
@@ -271,17 +282,30 @@ class Index:
             buffered.clear()
             flush()
             writer.end()
+            dup = spilled.duplicate(budget)
+            if dup is not None:
+                raise DuplicateIdError(f"id {spilled.get(dup)!r} (document {dup}) is given twice; ids must be unique.")
             if full is not None:
                 full.end()
                 full.commit({"format": _FORMAT + "-full", "dim": codec.dim})
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
             meta = {**(extra_meta or {}), "model": model_name, "seed": seed, "sample_tokens": sample_tokens,
                     "kmeans_iters": kmeans_iters}
             if rules is not None:
                 meta["rules"] = rules
-            _finish(writer, codec, code_arr, offsets, all_ids, meta)
+            # the same arrays, in the same order, as _finish writes from memory
+            _external.copy_column(writer, "codes", code_col)
+            writer.begin("offsets", np.int64)
+            writer.extend(np.zeros(1, dtype=np.int64))
+            done = 0
+            for part in len_col.chunks():
+                o = np.cumsum(part) + done
+                writer.extend(o)
+                done = int(o[-1])
+            writer.end()
+            ivf.write(writer, budget)
+            _finish_tables(writer, codec)
+            spilled.write(writer, "ids")
+            writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
         except BaseException:
             writer.abort()
             if full is not None:
@@ -289,6 +313,8 @@ class Index:
             raise
         finally:
             bar.close()
+            for spill in (spilled, code_col, len_col, ivf):
+                spill.close()
         return cls.open(path)
 
     @classmethod
@@ -546,12 +572,19 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     ivf_docs, ivf_offsets = _cand.build_ivf(codes, offsets, codec.centroids.shape[0])
     writer.array("ivf_docs", ivf_docs)
     writer.array("ivf_offsets", ivf_offsets)
+    _finish_tables(writer, codec)
+    writer.array("ids", _ids_array(ids))
+    writer.commit(_full_meta(meta, codec, len(ids), int(codes.shape[0])))
+
+
+def _finish_tables(writer: _storage.Writer, codec: _codec.Codec) -> None:
+    """The codec's tables: centroids (float16), residual codebooks and the rotation."""
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
     if codec.rotation is not None:
         writer.array("rotation", codec.rotation)
-    writer.array("ids", _ids_array(ids))
-    full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
-                 "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),
-                 "n_tokens": int(codes.shape[0])}
-    writer.commit(full_meta)
+
+
+def _full_meta(meta: dict[str, Any], codec: _codec.Codec, n_docs: int, n_tokens: int) -> dict[str, Any]:
+    return {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
+            "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": n_docs, "n_tokens": n_tokens}
