@@ -192,6 +192,13 @@ def iter_batches(path: str | os.PathLike[str], batch_size: int = 1024,
             yield out
 
 
+def iter_documents(path: str | os.PathLike[str], batch_size: int = 1024) -> Iterator[tuple[Any, np.ndarray]]:
+    """``(id, (n_i, dim) vectors)`` of an embeddings file or folder, in file then row order, one batch of
+    ``batch_size`` rows in memory at a time (for streaming into :meth:`lightcol.Index.build`)."""
+    for batch in iter_batches(path, batch_size):
+        yield from zip(batch["id"], batch["vectors"], strict=True)
+
+
 def read_embeddings(path: str | os.PathLike[str]) -> tuple[list[Any], list[np.ndarray]]:
     """``(ids, vectors)`` of an embeddings file or folder, in file then row order."""
     ids: list[Any] = []

@@ -107,10 +107,9 @@ def _child(mode: str, args: argparse.Namespace, nbits: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import fast_plaid
-    import torch
+    from importlib.metadata import version
 
-    out: dict = {"versions": {"fast_plaid": getattr(fast_plaid, "__version__", "?"), "torch": torch.__version__}}
+    out: dict = {"versions": {"fast_plaid": version("fast-plaid"), "torch": version("torch")}}
     for nbits in [int(b) for b in str(args.nbits).split(",")]:
         b = _child("build", args, nbits)
         print(f"fast-plaid nbits={nbits}: built in {b['build_s']:.1f} s, {b['bytes'] / b['n_vectors']:.1f} B/vector",

@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     b.add_argument("--centroids", type=int, default=None, metavar="N", help="k-means centroids (default: automatic)")
     b.add_argument("--seed", type=int, default=0, help="seed of the codec training (default 0)")
     b.add_argument("--keep-full", action="store_true", help="also keep float16 vectors in INDEX.full (search --exact)")
+    b.add_argument("--sample-tokens", type=int, default=None, metavar="N",
+                   help="vectors the codec trains on (default 1048576); the build's working memory is about "
+                        "N x dim x 4 bytes plus a constant, whatever the corpus size")
     b.add_argument("--batch-size", type=int, default=64, help="texts per ONNX Runtime call (default 64)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(run=run_build)
@@ -129,7 +132,7 @@ def run_build(args: argparse.Namespace) -> int:
     index = Index.build(
         args.index, _drain_lazy(ids), model.embed(texts, batch_size=args.batch_size), nbits=args.nbits,
         n_centroids=args.centroids, model=model, seed=args.seed, keep_full=args.keep_full,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet, **_sample(args),
         extra_meta={"model_path": str(model.model_dir)} if args.model_path else None,
     )
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits}")
@@ -143,15 +146,28 @@ def _build_from_parquet(args: argparse.Namespace) -> int:
     meta = parquet.read_metadata(args.parquet)
     if meta.get("queries"):
         raise UsageError(f"{args.parquet} holds query vectors (lightcol embed --queries); index document vectors")
-    ids = [i for batch in parquet.iter_batches(args.parquet, columns=("id",)) for i in batch["id"]]
-    vectors = (v for batch in parquet.iter_batches(args.parquet, columns=("vectors",)) for v in batch["vectors"])
+    ids: collections.deque[Any] = collections.deque()
+
+    def vectors() -> Iterator[Any]:  # one pass over the shards, a batch at a time: ids follow their vectors
+        for doc_id, v in parquet.iter_documents(args.parquet):
+            ids.append(doc_id)
+            yield v
+
     index = Index.build(
-        args.index, ids, vectors, nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
-        seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet,
+        args.index, _drain_lazy(ids), vectors(), nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
+        seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet, **_sample(args),
         extra_meta={"rules": meta["rules"]} if isinstance(meta.get("rules"), dict) else None,
     )
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits} (from {args.parquet})")
     return 0
+
+
+def _sample(args: argparse.Namespace) -> dict[str, int]:
+    if args.sample_tokens is None:
+        return {}
+    if args.sample_tokens < 1:
+        raise UsageError(f"--sample-tokens must be positive; got {args.sample_tokens}")
+    return {"sample_tokens": args.sample_tokens}
 
 
 def _drain_lazy(ids: collections.deque[Any]) -> Iterator[Any]:

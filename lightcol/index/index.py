@@ -209,7 +209,11 @@ class Index:
         :param nbits: residual bits per dimension (1, 2, 4 or 8).
         :param n_centroids: k-means centroids; default a power of two near ``training vectors / 32``
             (32,768 from the default sample; 4,096 for 177k vectors).
-        :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128).
+        :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128). It
+            also sets the build's working memory: codes, lengths, ids and the inverted file's entries go to
+            temporary files beside ``path`` (~10 bytes per vector, deleted at the end) and are placed in
+            pieces of at most the sample's bytes, so peak memory is about twice the sample plus a constant
+            (~0.3 GB), whatever the corpus size (see :mod:`lightcol.index.external`).
         :param model: the model the vectors came from, recorded in the index: its name, or the
             embedding model itself (e.g. a ``LateInteractionTextEmbedding``: its name, dim and
             encoding rules are recorded, see :attr:`rules`; vectors of another dim raise ``ShapeError``).
