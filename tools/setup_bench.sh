@@ -2,7 +2,7 @@
 # Opt-in benchmark environments (not part of CI's tools/setup_dev.sh):
 #   .venv-fastplaid  fast-plaid 1.7.0.2110 with the torch it pins (torch==2.11.0: from PyPI a multi-GB
 #                    CUDA build; it runs on CPU here), for the index benchmark's fast-plaid rows
-#                    (tools/bench_fastplaid.py, called by tools/bench_index.py --fastplaid)
+#                    (benchmarks/bench_fastplaid.py, called by benchmarks/bench_index.py --fastplaid)
 # Usage: bash tools/setup_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

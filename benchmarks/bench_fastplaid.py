@@ -2,10 +2,10 @@
 """fast-plaid (LightOn's Rust PLAID, PyLate's default index) on vectors handed over as a file.
 
 Runs in fast-plaid's own environment (``.venv-fastplaid``: fast-plaid 1.7.0.2110 and the torch it pins,
-built by ``tools/setup_bench.sh``), not lightcol's. The index benchmark writes the vectors once and
+built by ``tools/setup_bench.sh``), not lightcol's. ``benchmarks/bench_index.py --fastplaid`` writes the vectors once and
 calls this script as a subprocess, so both indexes see the very same vectors:
 
-    .venv-fastplaid/bin/python tools/bench_fastplaid.py run --vectors v.npz --nbits 2,4 --workdir /tmp/fp --out fp.json
+    .venv-fastplaid/bin/python benchmarks/bench_fastplaid.py run --vectors v.npz --nbits 2,4 --workdir /tmp/fp --out fp.json
 
 ``v.npz`` holds ``vectors`` (n_vectors, dim) float16 or float32, ``offsets`` (n_docs + 1,) int64 and
 ``queries`` (n_queries, query_tokens, dim) float32. For each nbits, in a fresh process each: build with
@@ -24,14 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import peak_rss_mib  # (imports no lightcol: this runs in fast-plaid's environment)
+
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, as lightcol's index runs
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _folder_bytes(path: Path) -> int:
@@ -62,7 +57,7 @@ def build(args: argparse.Namespace) -> dict:
     index.create(documents_embeddings=docs, nbits=args.nbits)
     secs = time.perf_counter() - t
     meta = json.loads((folder / "metadata.json").read_text()) if (folder / "metadata.json").exists() else {}
-    return {"nbits": args.nbits, "build_s": secs, "rss_mb": _peak_rss_mb(), "bytes": _folder_bytes(folder),
+    return {"nbits": args.nbits, "build_s": secs, "rss_mb": peak_rss_mib("hwm"), "bytes": _folder_bytes(folder),
             "n_vectors": int(offsets[-1]), "n_centroids": meta.get("num_partitions"), "folder": str(folder)}
 
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Index build at scale, streamed from Parquet shards: build time, peak RSS, size, open time, p50 vs corpus size.
 
-    python tools/bench_scale.py generate --vectors 2500000 20000000 --out /data/scale/2m5 /data/scale/20m
-    flock /tmp/lightcol-bench.lock nice python tools/bench_scale.py run /data/scale/2m5 /data/scale/20m --workdir /data/ix
+    python benchmarks/bench_scale.py generate --vectors 2500000 20000000 --out /data/scale/2m5 /data/scale/20m
+    flock /tmp/lightcol-bench.lock nice python benchmarks/bench_scale.py run /data/scale/2m5 /data/scale/20m --workdir /data/ix
 
 Synthetic vectors, drawn to match the benchmark model's statistics (not real text): a Gaussian mixture fitted
-to the CISI vectors of the MiniLM benchmark model (``tools/cisi.py``'s cache): 4,096 spherical k-means
+to the CISI vectors of the MiniLM benchmark model (``common.embedded_cisi``'s cache): 4,096 spherical k-means
 components weighted by their sizes, plus the pooled residual covariance around the components, each
 draw re-normalised to unit length; document lengths drawn from the gcide passages' token counts
-(``tools/gcide.py`` cache) when present, else from CISI's. Queries: 32 vectors from the same mixture.
+(``benchmarks/embed_gcide.py``'s cache) when present, else from CISI's. Queries: 32 vectors from the same mixture.
 Shards are ``lightcol embed``'s Parquet layout (int64 ids, float16 vectors), ~1M vectors each.
 
 ``run`` builds each corpus in a fresh process, streamed from its shards (``lightcol.parquet.iter_documents``
@@ -31,9 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+from common import CISI_CACHE, GCIDE_CACHE, peak_rss_mib, table_lines
 
 SHARD_VECTORS = 1 << 20
 N_COMPONENTS = 4096
@@ -41,17 +39,15 @@ N_COMPONENTS = 4096
 
 def _model_stats(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(component centres (K, dim), weights (K,), residual Cholesky factor (dim, dim), document lengths)."""
-    import gcide
-
     from lightcol._kmeans import assign, spherical_kmeans
 
-    cache = gcide.CACHE.parent / "cisi-minilm.npz"
+    cache = CISI_CACHE
     if not cache.exists():
-        raise SystemExit(f"{cache} missing: run tools/bench_index.py --cisi-only once (it embeds CISI)")
+        raise SystemExit(f"{cache} missing: run benchmarks/bench_index.py --cisi-only once (it embeds CISI)")
     with np.load(cache) as z:
         x = z["vectors"].astype(np.float32)
         lengths = np.diff(z["offsets"])
-    chunk = gcide.CACHE / "chunk_0000.npz"
+    chunk = GCIDE_CACHE / "chunk_0000.npz"
     if chunk.exists():
         with np.load(chunk) as z:
             lengths = z["lengths"]
@@ -109,13 +105,6 @@ def _generate_one(n_vectors: int, out: Path, c: np.ndarray, w: np.ndarray, chol:
     (out / "corpus.json").write_text(json.dumps({"vectors": done, "documents": doc, "shards": shard}))
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _child_build(args: argparse.Namespace) -> None:
     from lightcol import Index, parquet
 
@@ -135,7 +124,7 @@ def _child_build(args: argparse.Namespace) -> None:
     ix = Index.build(args.index, id_iter(), vectors(), nbits=args.nbits, sample_tokens=args.sample_tokens,
                      show_progress=False)
     secs = time.perf_counter() - t
-    print(json.dumps({"seconds": secs, "rss_mb": _peak_rss_mb(), "n_docs": len(ix), "n_tokens": ix.n_tokens,
+    print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_docs": len(ix), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
 
 
@@ -185,13 +174,12 @@ def run(args: argparse.Namespace) -> None:
     base = rows[0]
     g = lambda r, k: f" ({r[k] / base[k]:.2f}x)" if r is not base else ""  # noqa: E731
     print()
-    print(f"| corpus (nbits={args.nbits}, sample_tokens={args.sample_tokens:,}) | vectors | documents | centroids | "
-          "build s | build peak RSS MB | index GB | bytes/vector | open s | p50 / p99 ms (1 thread) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['name']} | {r['vectors']:,}{g(r, 'vectors')} | {r['docs']:,} | {r['K']:,} | {r['build_s']:.0f}{g(r, 'build_s')} | "
-              f"{r['rss_mb']:.0f}{g(r, 'rss_mb')} | {r['bytes'] / 1e9:.2f}{g(r, 'bytes')} | {r['bytes'] / r['vectors']:.1f} | "
-              f"{r['open_s']:.3f}{g(r, 'open_s')} | {r['p50']:.1f} / {r['p99']:.1f}{g(r, 'p50')} |")
+    print("\n".join(table_lines(
+        [f"corpus (nbits={args.nbits}, sample_tokens={args.sample_tokens:,})", "vectors", "documents", "centroids", "build s",
+         "build peak RSS MB", "index GB", "bytes/vector", "open s", "p50 / p99 ms (1 thread)"],
+        [(r["name"], f"{r['vectors']:,}{g(r, 'vectors')}", f"{r['docs']:,}", f"{r['K']:,}", f"{r['build_s']:.0f}{g(r, 'build_s')}",
+          f"{r['rss_mb']:.0f}{g(r, 'rss_mb')}", f"{r['bytes'] / 1e9:.2f}{g(r, 'bytes')}", f"{r['bytes'] / r['vectors']:.1f}",
+          f"{r['open_s']:.3f}{g(r, 'open_s')}", f"{r['p50']:.1f} / {r['p99']:.1f}{g(r, 'p50')}") for r in rows])))
 
 
 def main() -> None:
