@@ -121,8 +121,9 @@ def _child_build(args: argparse.Namespace) -> None:
             yield ids.popleft()
 
     t = time.perf_counter()
-    ix = Index.build(args.index, id_iter(), vectors(), nbits=args.nbits, sample_tokens=args.sample_tokens,
-                     show_progress=False)
+    # positional ids (0, 1, 2...) if asked: a corpus made of the same shards read several times repeats its ids
+    ix = Index.build(args.index, None if args.positional_ids else id_iter(), vectors(), nbits=args.nbits,
+                     sample_tokens=args.sample_tokens, show_progress=False)
     secs = time.perf_counter() - t
     print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_docs": len(ix), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
@@ -150,9 +151,11 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for shards in args.corpora:
         name = Path(shards).name
+        while not (Path(shards) / "corpus.json").exists():  # still being generated: wait for its last shard
+            time.sleep(10)
         index = os.path.join(args.workdir, f"{name}-nbits{args.nbits}.lci")
         b = _child("--child", "build", "--shards", shards, "--index", index, "--nbits", str(args.nbits),
-                   "--sample-tokens", str(args.sample_tokens))
+                   "--sample-tokens", str(args.sample_tokens), *(["--positional-ids"] if args.positional_ids else []))
         print(name, "built", b, flush=True)
         o = min(_child("--child", "open", "--index", index)["seconds"] for _ in range(3))
         ix = Index.open(index)
@@ -196,12 +199,15 @@ def main() -> None:
     r.add_argument("--nbits", type=int, default=2)
     r.add_argument("--sample-tokens", dest="sample_tokens", type=int, default=1 << 20)
     r.add_argument("--keep", action="store_true", help="keep the index files")
+    r.add_argument("--positional-ids", dest="positional_ids", action="store_true",
+                   help="index with ids 0, 1, 2... instead of the shards' ids (shards repeated to make a larger corpus)")
     c = sub.add_parser("--child")
     c.add_argument("what", choices=["build", "open"])
     c.add_argument("--shards")
     c.add_argument("--index")
     c.add_argument("--nbits", type=int, default=2)
     c.add_argument("--sample-tokens", dest="sample_tokens", type=int, default=1 << 20)
+    c.add_argument("--positional-ids", dest="positional_ids", action="store_true")
     args = ap.parse_args()
     if args.mode == "generate":
         generate(args)

@@ -107,7 +107,7 @@ def test_streamed_parquet_build_equals_in_memory_build(tmp_path):
 def _peak_build_bytes(path, docs, sample_tokens: int) -> int:
     tracemalloc.start()
     try:
-        Index.build(path, None, iter(docs), nbits=2, n_centroids=16, sample_tokens=sample_tokens, show_progress=False)
+        Index.build(path, None, iter(docs), nbits=1, n_centroids=16, sample_tokens=sample_tokens, show_progress=False)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -116,19 +116,19 @@ def _peak_build_bytes(path, docs, sample_tokens: int) -> int:
 def test_build_peak_memory_follows_the_setting_not_the_corpus(tmp_path, monkeypatch):
     from lightcol.index import index as index_module
 
-    monkeypatch.setattr(index_module, "_ENCODE_CHUNK", 4096)  # both corpora span many encode steps
-    small, large = _corpus(1200, seed=2), _corpus(4800, seed=3)  # ~23k and ~94k vectors
+    monkeypatch.setattr(index_module, "_ENCODE_CHUNK", 2048)  # both corpora span many encode steps
+    small, large = _corpus(800, seed=2), _corpus(3200, seed=3)  # ~16k and ~62k vectors
     n_small, n_large = sum(map(len, small)), sum(map(len, large))
     assert n_large > 3.5 * n_small
-    p_small = _peak_build_bytes(tmp_path / "a.lci", small, 1 << 12)
-    p_large = _peak_build_bytes(tmp_path / "b.lci", large, 1 << 12)
-    p_wide = _peak_build_bytes(tmp_path / "c.lci", large, 1 << 14)
+    p_small = _peak_build_bytes(tmp_path / "a.lci", small, 1 << 11)
+    p_large = _peak_build_bytes(tmp_path / "b.lci", large, 1 << 11)
+    p_wide = _peak_build_bytes(tmp_path / "c.lci", large, 1 << 13)
     vec_bytes = 32 * 4
     # 4x the corpus: the same peak (within 10%); the in-memory state it replaced grew by ~14 B per vector
     assert p_large < 1.1 * p_small, (p_small, p_large)
     # 4x the sample: the peak grows by at least the sample's extra bytes
-    assert p_wide - p_large > 0.9 * ((1 << 14) - (1 << 12)) * vec_bytes, (p_large, p_wide)
-    assert len(Index.open(tmp_path / "b.lci")) == 4800
+    assert p_wide - p_large > 0.9 * ((1 << 13) - (1 << 11)) * vec_bytes, (p_large, p_wide)
+    assert len(Index.open(tmp_path / "b.lci")) == 3200
 
 
 def test_duplicate_ids_found_on_disk(tmp_path):
