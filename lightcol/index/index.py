@@ -40,20 +40,28 @@ _SCORE_TOKENS = 4096  # candidate tokens decoded and scored per step (2 MB of fl
 DEFAULTS = {"nprobe": 8, "n_interact": 2048, "n_rerank": 512}
 #: the fewest documents the default budget reranks
 _MIN_RERANK = 64
+#: at nbits >= 4 the caps of ``n_interact`` and ``n_rerank`` are this many times ``DEFAULTS``': decoded
+#: vectors are close enough to the originals that reranking more documents keeps paying off
+_WIDE_NBITS = 4
+_WIDE = 2
 
 
-def default_budget(n_docs: int) -> tuple[int, int]:
-    """Default ``(n_interact, n_rerank)`` for an index of ``n_docs`` documents.
+def default_budget(n_docs: int, nbits: int = 2) -> tuple[int, int]:
+    """Default ``(n_interact, n_rerank)`` for an index of ``n_docs`` documents at ``nbits``.
 
     ``n_rerank`` is a tenth of the documents, at least 64 and at most ``DEFAULTS["n_rerank"]`` (512,
     reached at 5,120 documents); ``n_interact`` four times that, at most ``DEFAULTS["n_interact"]``.
+    At nbits >= 4 both caps are doubled (1,024 reranked of 4,096 interacted, reached at 10,240
+    documents): fast-plaid's default reranks 4,096 documents, and at nbits=4 the extra decoded documents
+    buy recall at a latency still well below fast-plaid's (measured in docs/index.md).
     On CISI (1,460 abstracts) 146 decoded documents keep recall@10 vs exhaustive at 0.928, 96 at
     0.924 and 64 at 0.909. On 100,000 gcide passages (in-process sweep, nbits=2, one thread) 2,048
     interacted and 512 reranked documents found 0.796 of the exact top 10 at a p50 of 34 ms, 1,024 /
     256 0.768 at 23 ms, 4,096 / 768 0.810 at 52 ms; exhaustive MaxSim takes ~1,090 ms.
     """
-    rerank = min(DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
-    return min(DEFAULTS["n_interact"], 4 * rerank), rerank
+    wide = _WIDE if nbits >= _WIDE_NBITS else 1
+    rerank = min(wide * DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
+    return min(wide * DEFAULTS["n_interact"], 4 * rerank), rerank
 
 
 def _model_facts(model: Any) -> tuple[str | None, int | None, dict[str, Any] | None]:
@@ -411,7 +419,7 @@ class Index:
         if n_allowed == 0:
             return []
         nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
-        auto_interact, auto_rerank = default_budget(n)
+        auto_interact, auto_rerank = default_budget(n, self.nbits)
         if n_interact is None:  # four times the documents reranked (a given n_rerank raises it)
             n_interact = auto_interact if n_rerank is None else max(auto_interact, 4 * n_rerank)
         n_rerank = max(int(k), auto_rerank if n_rerank is None else n_rerank)
