@@ -331,6 +331,7 @@ def main() -> None:
     ap.add_argument("--fastplaid", nargs="?", const="2,4", default=None, metavar="NBITS",
                     help="only the lightcol vs fast-plaid tables (default nbits 2,4) on CISI and (--n > 0) gcide; "
                          "needs .venv-fastplaid (tools/setup_bench.sh)")
+    ap.add_argument("--no-cisi", dest="no_cisi", action="store_true", help="--fastplaid: gcide passages only")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
     ap.add_argument("--vectors-file", dest="vectors_file", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=["build", "build-npz", "open", "open-cisi"], help=argparse.SUPPRESS)
@@ -353,9 +354,11 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
     if args.fastplaid:
         nbits_list = [int(b) for b in args.fastplaid.split(",")]
-        ids, vectors, offsets, qv, rel = _cisi_vectors()
-        ref = [list(map(int, r)) for r in maxsim.rank_many(qv, maxsim.PackedDocuments(vectors.astype(np.float32), offsets), 10)[0]]
-        tables = [_fastplaid(workdir, "CISI", vectors, offsets, qv, ref, nbits_list, ids, rel)]
+        tables = []
+        if not args.no_cisi:
+            ids, vectors, offsets, qv, rel = _cisi_vectors()
+            ref = [list(map(int, r)) for r in maxsim.rank_many(qv, maxsim.PackedDocuments(vectors.astype(np.float32), offsets), 10)[0]]
+            tables.append(_fastplaid(workdir, "CISI", vectors, offsets, qv, ref, nbits_list, ids, rel))
         if args.n > 0:
             queries = gcide_query_vectors(args.n, args.queries, "describe")
             vectors, offsets = gcide_vectors(args.n)
