@@ -92,7 +92,8 @@ def test_streamed_parquet_build_equals_in_memory_build(tmp_path):
     ref = Index.build(tmp_path / "memory.lci", ids, docs, **kw)
     pairs = list(parquet.iter_documents(shards, batch_size=64))
     assert [p[0] for p in pairs] == ids
-    got = Index.build(tmp_path / "streamed.lci", (p[0] for p in pairs), (p[1] for p in pairs), **kw)
+    assert all(np.array_equal(v, d) for (_, v), d in zip(pairs, docs, strict=True))
+    got = parquet.build_index(tmp_path / "streamed.lci", shards, **kw)
     assert (tmp_path / "memory.lci").read_bytes() == (tmp_path / "streamed.lci").read_bytes()
     a = _arrays(got.path)
     ivf_docs, ivf_offsets = cand.build_ivf(a["codes"], a["offsets"], a["centroids"].shape[0])

@@ -140,24 +140,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _build_from_parquet(args: argparse.Namespace) -> int:
-    from lightcol import Index
     from lightcol import parquet
 
     meta = parquet.read_metadata(args.parquet)
     if meta.get("queries"):
         raise UsageError(f"{args.parquet} holds query vectors (lightcol embed --queries); index document vectors")
-    ids: collections.deque[Any] = collections.deque()
-
-    def vectors() -> Iterator[Any]:  # one pass over the shards, a batch at a time: ids follow their vectors
-        for doc_id, v in parquet.iter_documents(args.parquet):
-            ids.append(doc_id)
-            yield v
-
-    index = Index.build(
-        args.index, _drain_lazy(ids), vectors(), nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
-        seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet, **_sample(args),
-        extra_meta={"rules": meta["rules"]} if isinstance(meta.get("rules"), dict) else None,
-    )
+    index = parquet.build_index(args.index, args.parquet, nbits=args.nbits, n_centroids=args.centroids, seed=args.seed,
+                                keep_full=args.keep_full, show_progress=not args.quiet, **_sample(args))
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits} (from {args.parquet})")
     return 0
 
