@@ -21,7 +21,6 @@ column's growth against the first corpus.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import subprocess
@@ -108,22 +107,13 @@ def _generate_one(n_vectors: int, out: Path, c: np.ndarray, w: np.ndarray, chol:
 def _child_build(args: argparse.Namespace) -> None:
     from lightcol import Index, parquet
 
-    pairs = parquet.iter_documents(args.shards)
-    ids: collections.deque = collections.deque()
-
-    def vectors():  # as `lightcol index build --parquet`: one pass, each id follows its vectors
-        for doc_id, v in pairs:
-            ids.append(doc_id)
-            yield v
-
-    def id_iter():
-        while ids:
-            yield ids.popleft()
-
     t = time.perf_counter()
-    # positional ids (0, 1, 2...) if asked: a corpus made of the same shards read several times repeats its ids
-    ix = Index.build(args.index, None if args.positional_ids else id_iter(), vectors(), nbits=args.nbits,
-                     sample_tokens=args.sample_tokens, show_progress=False)
+    if args.positional_ids:  # ids 0, 1, 2...: a corpus made of the same shards read several times repeats its ids
+        ix = Index.build(args.index, None, (v for _, v in parquet.iter_documents(args.shards)), nbits=args.nbits,
+                         sample_tokens=args.sample_tokens, show_progress=False)
+    else:  # as `lightcol index build --parquet`
+        ix = parquet.build_index(args.index, args.shards, nbits=args.nbits, sample_tokens=args.sample_tokens,
+                                 show_progress=False)
     secs = time.perf_counter() - t
     print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_docs": len(ix), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
