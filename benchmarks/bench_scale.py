@@ -144,10 +144,10 @@ def run(args: argparse.Namespace) -> None:
         while not (Path(shards) / "corpus.json").exists():  # still being generated: wait for its last shard
             time.sleep(10)
         index = os.path.join(args.workdir, f"{name}-nbits{args.nbits}.lci")
-        b = _child("--child", "build", "--shards", shards, "--index", index, "--nbits", str(args.nbits),
+        b = _child("child", "build", "--shards", shards, "--index", index, "--nbits", str(args.nbits),
                    "--sample-tokens", str(args.sample_tokens), *(["--positional-ids"] if args.positional_ids else []))
         print(name, "built", b, flush=True)
-        o = min(_child("--child", "open", "--index", index)["seconds"] for _ in range(3))
+        o = min(_child("child", "open", "--index", index)["seconds"] for _ in range(3))
         ix = Index.open(index)
         queries = np.load(Path(shards) / "queries.npy")
         ms = []
@@ -191,7 +191,7 @@ def main() -> None:
     r.add_argument("--keep", action="store_true", help="keep the index files")
     r.add_argument("--positional-ids", dest="positional_ids", action="store_true",
                    help="index with ids 0, 1, 2... instead of the shards' ids (shards repeated to make a larger corpus)")
-    c = sub.add_parser("--child")
+    c = sub.add_parser("child", help=argparse.SUPPRESS)
     c.add_argument("what", choices=["build", "open"])
     c.add_argument("--shards")
     c.add_argument("--index")
