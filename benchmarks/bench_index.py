@@ -50,8 +50,11 @@ def _child_build_npz(args: argparse.Namespace) -> None:
     with np.load(args.vectors_file) as z:
         vectors, offsets = z["vectors"], z["offsets"]
     docs = (vectors[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True))
+    from threadpoolctl import threadpool_limits
+
     t = time.perf_counter()
-    ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)
+    with threadpool_limits(limits=1):  # one BLAS thread (fast-plaid builds with 2 torch threads): on a shared
+        ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)  # machine 2 spin and stall
     secs = time.perf_counter() - t
     print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
