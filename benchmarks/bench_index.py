@@ -53,8 +53,9 @@ def _child_build_npz(args: argparse.Namespace) -> None:
     from threadpoolctl import threadpool_limits
 
     t = time.perf_counter()
-    with threadpool_limits(limits=1):  # one BLAS thread (fast-plaid builds with 2 torch threads): on a shared
-        ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)  # machine 2 spin and stall
+    # one BLAS thread (fast-plaid builds with 2 torch threads): on a busy shared machine 2 spin and stall
+    with threadpool_limits(limits=1):
+        ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)
     secs = time.perf_counter() - t
     print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
