@@ -160,6 +160,24 @@ def test_id_spill_duplicates_and_forms(tmp_path, budget):
     assert mixed.duplicate(budget) == 5 and mixed.get(5) == 3
     sink = _Sink()
     mixed.write(sink, "ids")
-    assert bytes(sink.get("ids")) == b'[1,2,3,"1",1180591620717411303424,3]'
+    assert bytes(sink.get("ids")) == b'[1, 2, 3, "1", 1180591620717411303424, 3]'
     mixed.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ids", [None, "strings"])
+def test_spilled_build_writes_what_the_in_memory_writer_writes(tmp_path, ids):
+    """The file Index.build streams through temporary files equals, byte for byte, the one the in-memory
+    writer (index._finish: codes, offsets and ids in memory, candidates.build_ivf) makes of the same arrays."""
+    from lightcol.index import index as index_module
+
+    docs = _corpus(600, seed=4)
+    id_list = None if ids is None else [f"p{i}" for i in range(len(docs))]
+    ix = Index.build(tmp_path / "spilled.lci", id_list, docs, nbits=2, n_centroids=32, sample_tokens=2000,
+                     show_progress=False)
+    a = _arrays(ix.path)
+    meta = {k: v for k, v in ix.meta.items() if k not in index_module._DERIVED}
+    writer = storage.Writer(tmp_path / "memory.lci")
+    writer.array("residuals", a["residuals"])
+    index_module._finish(writer, ix._codec, a["codes"], a["offsets"], ix.ids, meta)  # noqa: SLF001
+    assert (tmp_path / "spilled.lci").read_bytes() == (tmp_path / "memory.lci").read_bytes()

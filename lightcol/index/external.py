@@ -81,7 +81,7 @@ class IdSpill:
     def __init__(self, folder: str) -> None:
         self._folder = folder
         self.ints: Column | None = Column(folder, np.int64, "ids")
-        self._json: Column | None = None  # uint8 bytes: ",".join(json.dumps(id)) pieces
+        self._json: Column | None = None  # uint8 bytes: ", ".join(json.dumps(id)) pieces
         self._hashes: Column | None = None
         self._pending: list[Any] = []
         self.n = 0
@@ -102,8 +102,8 @@ class IdSpill:
                 return
             self._to_json()
         assert self._json is not None and self._hashes is not None
-        head = b"" if self._json.n == 0 else b","
-        self._json.append(np.frombuffer(head + ",".join(json.dumps(d) for d in ids).encode("utf-8"), dtype=np.uint8))
+        head = b"" if self._json.n == 0 else b", "  # json.dumps's separator: the bytes _ids_array writes
+        self._json.append(np.frombuffer(head + ", ".join(json.dumps(d) for d in ids).encode("utf-8"), dtype=np.uint8))
         self._hashes.append(np.fromiter((_hash64(d) for d in ids), dtype=np.int64, count=len(ids)))
 
     def _to_json(self) -> None:
@@ -115,8 +115,8 @@ class IdSpill:
         try:
             for part in ints.chunks():
                 vals = part.tolist()
-                head = b"" if self._json.n == 0 else b","
-                self._json.append(np.frombuffer(head + ",".join(map(str, vals)).encode("utf-8"), dtype=np.uint8))
+                head = b"" if self._json.n == 0 else b", "
+                self._json.append(np.frombuffer(head + ", ".join(map(str, vals)).encode("utf-8"), dtype=np.uint8))
                 self._hashes.append(np.fromiter((_hash64(d) for d in vals), dtype=np.int64, count=len(vals)))
         finally:
             ints.close()
