@@ -16,6 +16,10 @@ reverse-dictionary descriptions ("describe", the latency queries) and ``"meaning
 ``--exact`` adds an nbits=2 index built with ``keep_full=True`` searched with ``exact=True`` (final
 candidates scored on the float16 side file: what candidate generation alone loses).
 ``--cisi`` adds nDCG@10 on CISI through the index vs exhaustive.
+``--fastplaid`` prints only lightcol vs fast-plaid (``benchmarks/bench_fastplaid.py`` in ``.venv-fastplaid``,
+made by ``tools/setup_bench.sh``) on the same vectors, CISI and (``--n`` > 0) gcide passages:
+
+    python benchmarks/bench_index.py --fastplaid 2,4 --n 20000 --queries 100
 """
 
 from __future__ import annotations
@@ -39,6 +43,22 @@ from lightcol import Index, MultiVectorCollection, maxsim
 
 
 WIDE = {"n_interact": 4096, "n_rerank": 2048}  # recall-oriented knobs, reported as a second row
+
+
+def _child_build_npz(args: argparse.Namespace) -> None:
+    """Fresh process: build from the vectors file handed to fast-plaid too (per-document float16 slices)."""
+    with np.load(args.vectors_file) as z:
+        vectors, offsets = z["vectors"], z["offsets"]
+    docs = (vectors[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True))
+    from threadpoolctl import threadpool_limits
+
+    t = time.perf_counter()
+    # one BLAS thread (fast-plaid builds with 2 torch threads): on a busy shared machine 2 spin and stall
+    with threadpool_limits(limits=1):
+        ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)
+    secs = time.perf_counter() - t
+    print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_tokens": ix.n_tokens,
+                      "n_centroids": int(ix.meta["n_centroids"])}))
 
 
 def _child_build(args: argparse.Namespace) -> None:
@@ -223,6 +243,75 @@ def _cisi(nbits_list: list[int], workdir: str, plaid_nbits: str | None = None) -
     return lines
 
 
+def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray],
+               ref: list[list[int]], nbits_list: list[int], labels: list | None = None,
+               rel: list[set] | None = None) -> list[str]:
+    """lightcol's Index vs fast-plaid on the same vectors (one file handed to both), one table.
+
+    Both build in a fresh process from the file; latency is search alone (query vectors given), one
+    query at a time, 1 and 2 threads; recall@10 against exhaustive float32 MaxSim; nDCG@10 where
+    judgments are given (``rel``, over ``labels``: the documents' ids)."""
+    py = os.environ.get("LIGHTCOL_FASTPLAID_PYTHON", str(ROOT / ".venv-fastplaid" / "bin" / "python"))
+    if not os.path.isfile(py):
+        raise SystemExit(f"--fastplaid needs fast-plaid's environment: {py} not found (tools/setup_bench.sh builds "
+                         ".venv-fastplaid; or set LIGHTCOL_FASTPLAID_PYTHON)")
+    vfile = os.path.join(workdir, f"{name.replace(' ', '-')}-vectors.npz")
+    np.savez(vfile, vectors=vectors.astype(np.float16), offsets=offsets, queries=np.stack(queries).astype(np.float32))
+    n_vec = int(offsets[-1])
+    label = (lambda r: [labels[i] for i in r]) if labels is not None else (lambda r: r)  # noqa: E731
+    nd = (lambda got: f"{ndcg_at([label(g) for g in got], rel):.4f}") if rel is not None else (lambda got: "-")  # noqa: E731
+    rows = [("exhaustive MaxSim (float32)", nd(ref), 1.0, None, None, 4.0 * vectors.shape[1], None, None, None)]
+    for nbits in nbits_list:
+        path = os.path.join(workdir, f"{name.replace(' ', '-')}-lightcol{nbits}.lci")
+        b = _run_child("--child", "build-npz", "--path", path, "--vectors-file", vfile, "--nbits-one", str(nbits))
+        o = min(_run_child("--child", "open", "--path", path)["seconds"] for _ in range(3))
+        ix = Index.open(path)
+        got = [[d for d, _ in ix.search(q, 10)] for q in queries]
+        l1 = _latency(lambda q: ix.search(q, 10), queries, 1)  # noqa: B023
+        l2 = _latency(lambda q: ix.search(q, 10), queries, 2)  # noqa: B023
+        rows.append((f"lightcol Index nbits={nbits}", nd(got), _recall(got, ref), l1, l2, os.path.getsize(path) / n_vec,
+                     b["seconds"], b["rss_mb"], o))
+        print(rows[-1], f"K={b['n_centroids']}", flush=True)
+        if nbits >= 4 and len(ix) > 5120:  # the budget nbits=4 had before its caps were doubled
+            kw = {"n_interact": 2048, "n_rerank": 512}
+            got = [[d for d, _ in ix.search(q, 10, **kw)] for q in queries]
+            rows.append((f"lightcol Index nbits={nbits}, former budget (512 of 2,048)", nd(got), _recall(got, ref),
+                         _latency(lambda q: ix.search(q, 10, **kw), queries, 1),  # noqa: B023
+                         _latency(lambda q: ix.search(q, 10, **kw), queries, 2),  # noqa: B023
+                         os.path.getsize(path) / n_vec, None, None, None))
+            print(rows[-1], flush=True)
+    out = os.path.join(workdir, f"{name.replace(' ', '-')}-fastplaid.json")
+    subprocess.run([py, str(ROOT / "benchmarks" / "bench_fastplaid.py"), "run", "--vectors", vfile, "--nbits",
+                    ",".join(map(str, nbits_list)), "--workdir", os.path.join(workdir, f"{name.replace(' ', '-')}-fastplaid"),
+                    "--out", out], check=True, stdout=subprocess.DEVNULL)
+    res = json.loads(Path(out).read_text())
+    for nbits in nbits_list:
+        r = res[str(nbits)]
+        got = r["ranked"]
+        lat = {int(k): v for k, v in r["latency_ms"].items()}
+        rows.append((f"fast-plaid {res['versions']['fast_plaid']} nbits={nbits}", nd(got), _recall(got, ref), lat[1], lat[2],
+                     r["bytes"] / r["n_vectors"], r["build_s"], r["rss_mb"], r["open_s"]))
+        print(rows[-1], f"K={r['n_centroids']}", flush=True)
+    f = lambda x, fmt: "-" if x is None else fmt.format(*x) if isinstance(x, (list, tuple)) else fmt.format(x)  # noqa: E731
+    lines = [f"{name}: {len(offsets) - 1:,} documents, {n_vec:,} vectors (dim {vectors.shape[1]}), {len(queries)} queries; "
+             f"fast-plaid {res['versions']['fast_plaid']} (torch {res['versions']['torch']}) at its default search settings "
+             "(n_ivf_probe 8, n_full_scores 4096), lightcol at its defaults", ""]
+    lines += table_lines([name, "nDCG@10", "recall@10 vs exhaustive", "p50 / p99 ms, 1 thread", "p50 / p99 ms, 2 threads",
+                          "bytes/vector", "build s", "build peak RSS MB", "open s"],
+                         [(row_name, ndcg, f"{rec:.3f}", f(l1, "{:.1f} / {:.1f}"), f(l2, "{:.1f} / {:.1f}"), f"{bpv:.1f}",
+                           f(bs, "{:.1f}"), f(rss, "{:.0f}"), f(o, "{:.3f}"))
+                          for row_name, ndcg, rec, l1, l2, bpv, bs, rss, o in rows])
+    return lines
+
+
+def _cisi_vectors() -> tuple[list, np.ndarray, np.ndarray, list[np.ndarray], list[set]]:
+    """CISI embedded with the benchmark model (cached): doc ids, flat vectors, offsets, queries, judgments."""
+    ids, dv, qids, qv, qrels, _ = embedded_cisi(BENCH_MODEL, cache=CISI_CACHE)
+    offsets = np.zeros(len(dv) + 1, dtype=np.int64)
+    np.cumsum([len(v) for v in dv], out=offsets[1:])
+    return ids, np.concatenate(dv), offsets, list(qv), [qrels.get(q, set()) for q in qids]
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     """Smallest per-token cosine between two (tokens, dim) arrays of the same shape (-1 if shapes differ)."""
     if a.shape != b.shape:
@@ -243,8 +332,13 @@ def main() -> None:
     ap.add_argument("--cisi-only", action="store_true", help="only the CISI table")
     ap.add_argument("--plaid", nargs="?", const="2,4", default=None, metavar="NBITS",
                     help="add colbert-ai's PLAID (default nbits 2,4) to the CISI table; needs .venv-colbert")
+    ap.add_argument("--fastplaid", nargs="?", const="2,4", default=None, metavar="NBITS",
+                    help="only the lightcol vs fast-plaid tables (default nbits 2,4) on CISI and (--n > 0) gcide; "
+                         "needs .venv-fastplaid (tools/setup_bench.sh)")
+    ap.add_argument("--no-cisi", dest="no_cisi", action="store_true", help="--fastplaid: gcide passages only")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
-    ap.add_argument("--child", choices=["build", "open", "open-cisi"], help=argparse.SUPPRESS)
+    ap.add_argument("--vectors-file", dest="vectors_file", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["build", "build-npz", "open", "open-cisi"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--keep-full", dest="keep_full", action="store_true", help=argparse.SUPPRESS)
@@ -252,6 +346,9 @@ def main() -> None:
     if args.child == "build":
         args.nbits = args.nbits_one
         return _child_build(args)
+    if args.child == "build-npz":
+        args.nbits = args.nbits_one
+        return _child_build_npz(args)
     if args.child == "open":
         return _child_open(args)
     if args.child == "open-cisi":
@@ -259,6 +356,24 @@ def main() -> None:
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_index_")
     os.makedirs(workdir, exist_ok=True)
+    if args.fastplaid:
+        nbits_list = [int(b) for b in args.fastplaid.split(",")]
+        tables = []
+        if not args.no_cisi:
+            ids, vectors, offsets, qv, rel = _cisi_vectors()
+            ref = [list(map(int, r)) for r in maxsim.rank_many(qv, maxsim.PackedDocuments(vectors.astype(np.float32), offsets), 10)[0]]
+            tables.append(_fastplaid(workdir, "CISI", vectors, offsets, qv, ref, nbits_list, ids, rel))
+        if args.n > 0:
+            queries = gcide_query_vectors(args.n, args.queries, "describe")
+            vectors, offsets = gcide_vectors(args.n)
+            p32 = maxsim.PackedDocuments(vectors.astype(np.float32), offsets)
+            ref = [list(map(int, r)) for r in maxsim.rank_many(queries, p32, 10)[0]]
+            del p32
+            tables.append(_fastplaid(workdir, f"gcide {args.n // 1000}k", vectors, offsets, queries, ref, nbits_list))
+        for t in tables:
+            print()
+            print("\n".join(t))
+        return
     if args.cisi_only:
         print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir, args.plaid)))
         return

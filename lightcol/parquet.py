@@ -192,6 +192,43 @@ def iter_batches(path: str | os.PathLike[str], batch_size: int = 1024,
             yield out
 
 
+def iter_documents(path: str | os.PathLike[str], batch_size: int = 1024) -> Iterator[tuple[Any, np.ndarray]]:
+    """``(id, (n_i, dim) vectors)`` of an embeddings file or folder, in file then row order, one batch of
+    ``batch_size`` rows in memory at a time (for streaming into :meth:`lightcol.Index.build`)."""
+    for batch in iter_batches(path, batch_size):
+        yield from zip(batch["id"], batch["vectors"], strict=True)
+
+
+def build_index(path: str | os.PathLike[str], source: str | os.PathLike[str], **options: Any) -> Any:
+    """Build a :class:`lightcol.Index` at ``path`` from the embeddings at ``source`` (a file or a folder of
+    shards, as ``lightcol embed`` writes them), streamed: one pass over the shards, a batch of rows at a
+    time, so memory is set by ``sample_tokens`` (see :meth:`lightcol.Index.build`), not by the corpus.
+    The model name and encoding rules recorded in the files go into the index; ``options`` are
+    :meth:`~lightcol.Index.build`'s (``nbits``, ``sample_tokens``...)."""
+    from collections import deque
+
+    from lightcol.index import Index
+
+    meta = read_metadata(source)
+    if meta.get("queries"):
+        raise ArgumentError(f"{source} holds query vectors (lightcol embed --queries); index document vectors")
+    ids: deque[Any] = deque()
+
+    def vectors() -> Iterator[np.ndarray]:  # each id is queued as its vectors are handed over
+        for doc_id, v in iter_documents(source):
+            ids.append(doc_id)
+            yield v
+
+    def id_stream() -> Iterator[Any]:
+        while ids:
+            yield ids.popleft()
+
+    options.setdefault("model", meta.get("model"))
+    if isinstance(meta.get("rules"), dict):
+        options["extra_meta"] = {"rules": meta["rules"], **(options.get("extra_meta") or {})}
+    return Index.build(path, id_stream(), vectors(), **options)
+
+
 def read_embeddings(path: str | os.PathLike[str]) -> tuple[list[Any], list[np.ndarray]]:
     """``(ids, vectors)`` of an embeddings file or folder, in file then row order."""
     ids: list[Any] = []

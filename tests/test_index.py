@@ -358,6 +358,9 @@ def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     assert default_budget(1_460) == (584, 146)
     assert default_budget(5_120) == (2048, 512)
     assert default_budget(10_000_000) == (2048, 512)
+    assert default_budget(1_460, nbits=4) == (584, 146)  # small indexes: the same tenth at every nbits
+    assert default_budget(10_000_000, nbits=4) == (4096, 1024)
+    assert default_budget(10_000_000, nbits=1) == (2048, 512)
     decoded: list[int] = []
     real = Index._score
     monkeypatch.setattr(Index, "_score", lambda self, q, docs, exact: decoded.append(len(docs)) or real(self, q, docs, exact))

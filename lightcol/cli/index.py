@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     b.add_argument("--centroids", type=int_at_least(1), default=None, metavar="N", help="k-means centroids (default: automatic)")
     b.add_argument("--seed", type=int, default=0, help="seed of the codec training (default 0)")
     b.add_argument("--keep-full", action="store_true", help="also keep float16 vectors in INDEX.full (search --exact)")
+    b.add_argument("--sample-tokens", type=int_at_least(1), default=None, metavar="N",
+                   help="vectors the codec trains on (default 1048576); the build's working memory is about "
+                        "N x dim x 4 bytes plus a constant, whatever the corpus size")
     b.add_argument("--batch-size", type=int_at_least(1), default=64, help="texts per ONNX Runtime call (default 64)")
     add_quiet(b)
     b.set_defaults(run=run_build)
@@ -123,7 +126,7 @@ def run_build(args: argparse.Namespace) -> int:
     index = Index.build(
         args.index, _drain_lazy(ids), model.embed(texts, batch_size=args.batch_size), nbits=args.nbits,
         n_centroids=args.centroids, model=model, seed=args.seed, keep_full=args.keep_full,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet, **_sample(args),
         extra_meta={"model_path": str(model.model_dir)} if args.model_path else None,
     )
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits}")
@@ -131,21 +134,23 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _build_from_parquet(args: argparse.Namespace) -> int:
-    from lightcol import Index
     from lightcol import parquet
 
     meta = parquet.read_metadata(args.parquet)
     if meta.get("queries"):
         raise UsageError(f"{args.parquet} holds query vectors (lightcol embed --queries); index document vectors")
-    ids = [i for batch in parquet.iter_batches(args.parquet, columns=("id",)) for i in batch["id"]]
-    vectors = (v for batch in parquet.iter_batches(args.parquet, columns=("vectors",)) for v in batch["vectors"])
-    index = Index.build(
-        args.index, ids, vectors, nbits=args.nbits, n_centroids=args.centroids, model=meta.get("model"),
-        seed=args.seed, keep_full=args.keep_full, show_progress=not args.quiet,
-        extra_meta={"rules": meta["rules"]} if isinstance(meta.get("rules"), dict) else None,
-    )
+    index = parquet.build_index(args.index, args.parquet, nbits=args.nbits, n_centroids=args.centroids, seed=args.seed,
+                                keep_full=args.keep_full, show_progress=not args.quiet, **_sample(args))
     print(f"{index.path}: {len(index)} documents, {index.n_tokens} vectors, nbits={index.nbits} (from {args.parquet})")
     return 0
+
+
+def _sample(args: argparse.Namespace) -> dict[str, int]:
+    if args.sample_tokens is None:
+        return {}
+    if args.sample_tokens < 1:
+        raise UsageError(f"--sample-tokens must be positive; got {args.sample_tokens}")
+    return {"sample_tokens": args.sample_tokens}
 
 
 def _drain_lazy(ids: collections.deque[Any]) -> Iterator[Any]:

@@ -28,6 +28,7 @@ from lightcol.errors import ArgumentError, DuplicateIdError, DriftWarning, Index
 from lightcol.index import candidates as _cand
 from lightcol.index import codec as _codec
 from lightcol.index import drift as _drift
+from lightcol.index import external as _external
 from lightcol.index import segments as _seg
 from lightcol.index import storage as _storage
 from lightcol.maxsim import PackedDocuments
@@ -44,20 +45,28 @@ _SCORE_TOKENS = 4096  # candidate tokens decoded and scored per step (2 MB of fl
 DEFAULTS = {"nprobe": 8, "n_interact": 2048, "n_rerank": 512}
 #: the fewest documents the default budget reranks
 _MIN_RERANK = 64
+#: at nbits >= 4 the caps of ``n_interact`` and ``n_rerank`` are this many times ``DEFAULTS``': decoded
+#: vectors are close enough to the originals that reranking more documents keeps paying off
+_WIDE_NBITS = 4
+_WIDE = 2
 
 
-def default_budget(n_docs: int) -> tuple[int, int]:
-    """Default ``(n_interact, n_rerank)`` for an index of ``n_docs`` documents.
+def default_budget(n_docs: int, nbits: int = 2) -> tuple[int, int]:
+    """Default ``(n_interact, n_rerank)`` for an index of ``n_docs`` documents at ``nbits``.
 
     ``n_rerank`` is a tenth of the documents, at least 64 and at most ``DEFAULTS["n_rerank"]`` (512,
     reached at 5,120 documents); ``n_interact`` four times that, at most ``DEFAULTS["n_interact"]``.
+    At nbits >= 4 both caps are doubled (1,024 reranked of 4,096 interacted, reached at 10,240
+    documents; fast-plaid's default reranks 4,096): on 10,000 gcide passages at nbits=4, recall@10 vs
+    exhaustive 0.899 -> 0.914 at 1.58x the p50 (2,048 of 8,192: 0.923 at 2.32x; docs/index.md).
     On CISI (1,460 abstracts) 146 decoded documents keep recall@10 vs exhaustive at 0.928, 96 at
     0.924 and 64 at 0.909. On 100,000 gcide passages (in-process sweep, nbits=2, one thread) 2,048
     interacted and 512 reranked documents found 0.796 of the exact top 10 at a p50 of 34 ms, 1,024 /
     256 0.768 at 23 ms, 4,096 / 768 0.810 at 52 ms; exhaustive MaxSim takes ~1,090 ms.
     """
-    rerank = min(DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
-    return min(DEFAULTS["n_interact"], 4 * rerank), rerank
+    wide = _WIDE if nbits >= _WIDE_NBITS else 1
+    rerank = min(wide * DEFAULTS["n_rerank"], max(_MIN_RERANK, n_docs // 10))
+    return min(wide * DEFAULTS["n_interact"], 4 * rerank), rerank
 
 
 def _model_facts(model: Any) -> tuple[str | None, int | None, dict[str, Any] | None]:
@@ -96,9 +105,11 @@ def _check_doc(emb: Any, k: int, dim: int | None) -> np.ndarray:
 
 
 def _documents(
-    ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], dim: int | None, existing: set[Id], start: int
+    ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], dim: int | None, existing: set[Id], start: int,
+    *, dedupe: bool = True,
 ) -> Iterator[tuple[Id, np.ndarray]]:
-    """Validated (id, float32 vectors) pairs; ids unique against ``existing`` and each other."""
+    """Validated (id, float32 vectors) pairs; ids unique against ``existing`` and (``dedupe``) each other
+    (without ``dedupe`` the caller checks, as :meth:`Index.build` does on disk)."""
     if isinstance(ids, (str, bytes, int, np.integer)):
         raise ArgumentError(f"ids must be an iterable of ids (one per document); got {ids!r}. Use [id].")
     if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
@@ -117,7 +128,8 @@ def _documents(
         if doc_id in existing or doc_id in seen:
             where = "is already in the index" if doc_id in existing else "is given twice"
             raise DuplicateIdError(f"id {doc_id!r} (document {k}) {where}; ids must be unique.")
-        seen.add(doc_id)
+        if dedupe:
+            seen.add(doc_id)
         a = _check_doc(emb, k, dim)
         dim = a.shape[1]
         yield doc_id, a
@@ -286,7 +298,11 @@ class Index:
         :param nbits: residual bits per dimension (1, 2, 4 or 8).
         :param n_centroids: k-means centroids; default a power of two near ``training vectors / 32``
             (32,768 from the default sample; 4,096 for 177k vectors).
-        :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128).
+        :param sample_tokens: vectors the codec is trained on (float32 in memory: 512 MB at dim 128). It
+            also sets the build's working memory: codes, lengths, ids and the inverted file's entries go to
+            temporary files beside ``path`` (~10 bytes per vector, deleted at the end) and are placed in
+            pieces of at most the sample's bytes, so peak memory is about twice the sample plus a constant
+            (~0.3 GB), whatever the corpus size (see :mod:`lightcol.index.external`).
         :param model: the model the vectors came from, recorded in the index: its name, or the
             embedding model itself (e.g. a ``LateInteractionTextEmbedding``: its name, dim and
             encoding rules are recorded, see :attr:`rules`; vectors of another dim raise ``ShapeError``).
@@ -295,7 +311,7 @@ class Index:
         """
         path = os.path.abspath(os.fspath(path))
         model_name, model_dim, rules = _model_facts(model)
-        docs = _documents(ids, embeddings, model_dim, set(), 0)
+        docs = _documents(ids, embeddings, model_dim, set(), 0, dedupe=False)
         bar = _progress(show_progress, "index", "doc")
         # the training sample: the first sample_tokens vectors, copied once into one buffer (its pages are
         # touched only as far as it fills); the buffered documents are views of it, freed once encoded
@@ -315,18 +331,23 @@ class Index:
         if buf is None or n_buf == 0:
             bar.close()
             raise ShapeError("cannot build an index without vectors; give at least one non-empty document.")
+        # working memory beyond the sample: everything per vector or per document goes to temporary files
+        # beside the index; the inverted file is placed in ranges of this many bytes (see external.py)
+        budget = max(1 << 20, buf.shape[0] * buf.shape[1] * 4)
         codec = _codec.train(buf[:n_buf], nbits, n_centroids, seed=seed, iters=kmeans_iters)
         drift_reference = _drift.reference(codec, buf[:n_buf])  # what later additions are compared with
         del buf
+        folder = os.path.dirname(path)
         writer = _storage.Writer(path)
         full = _storage.Writer(path + ".full") if keep_full else None
+        spilled = _external.IdSpill(folder)
+        code_col = _external.Column(folder, codec.code_dtype, "codes")
+        len_col = _external.Column(folder, np.int64, "lengths")
+        ivf = _external.IvfSpill(folder, codec.centroids.shape[0])
         try:
             writer.begin("residuals", np.uint8, (codec.code_bytes,))
             if full is not None:
                 full.begin("vectors", np.float16, (codec.dim,))
-            all_ids: list[Id] = []
-            codes: list[np.ndarray] = []
-            lengths: list[int] = []
             pending: list[np.ndarray] = []
             n_pending = 0
 
@@ -335,8 +356,11 @@ class Index:
                 if not pending:
                     return
                 x = np.concatenate(pending)
+                lens = np.fromiter((v.shape[0] for v in pending), dtype=np.int64, count=len(pending))
                 c, r = codec.encode(x)
-                codes.append(c)
+                ivf.add(c, lens, len_col.n)
+                code_col.append(c)
+                len_col.append(lens)
                 writer.extend(r)
                 if full is not None:
                     full.extend(x.astype(np.float16))
@@ -344,8 +368,7 @@ class Index:
                 n_pending = 0
 
             for doc_id, a in itertools.chain(_drained(buffered), _counted(docs, bar)):
-                all_ids.append(doc_id)
-                lengths.append(a.shape[0])
+                spilled.add(doc_id)
                 pending.append(a)
                 n_pending += a.shape[0]
                 if n_pending >= _ENCODE_CHUNK:
@@ -353,17 +376,30 @@ class Index:
             buffered.clear()
             flush()
             writer.end()
+            dup = spilled.duplicate(budget)
+            if dup is not None:
+                raise DuplicateIdError(f"id {spilled.get(dup)!r} (document {dup}) is given twice; ids must be unique.")
             if full is not None:
                 full.end()
                 full.commit({"format": _FORMAT + "-full", "dim": codec.dim})
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
             meta = {**(extra_meta or {}), "model": model_name, "seed": seed, "sample_tokens": sample_tokens,
                     "kmeans_iters": kmeans_iters, "drift_reference": drift_reference}
             if rules is not None:
                 meta["rules"] = rules
-            _finish(writer, codec, code_arr, offsets, all_ids, meta)
+            # the same arrays, in the same order, as _finish writes from memory
+            _external.copy_column(writer, "codes", code_col)
+            writer.begin("offsets", np.int64)
+            writer.extend(np.zeros(1, dtype=np.int64))
+            done = 0
+            for part in len_col.chunks():
+                o = np.cumsum(part) + done
+                writer.extend(o)
+                done = int(o[-1])
+            writer.end()
+            ivf.write(writer, budget)
+            _finish_tables(writer, codec)
+            spilled.write(writer, "ids")
+            writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
         except BaseException:
             writer.abort()
             if full is not None:
@@ -371,6 +407,8 @@ class Index:
             raise
         finally:
             bar.close()
+            for spill in (spilled, code_col, len_col, ivf):
+                spill.close()
         return cls.open(path)
 
     @classmethod
@@ -532,7 +570,7 @@ class Index:
         if n_allowed == 0:
             return []
         nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
-        auto_interact, auto_rerank = default_budget(n)
+        auto_interact, auto_rerank = default_budget(n, self.nbits)
         if n_interact is None:  # four times the documents reranked (a given n_rerank raises it)
             n_interact = auto_interact if n_rerank is None else max(auto_interact, 4 * n_rerank)
         n_rerank = max(int(k), auto_rerank if n_rerank is None else n_rerank)
@@ -981,12 +1019,19 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
     ivf_docs, ivf_offsets = _cand.build_ivf(codes, offsets, codec.centroids.shape[0])
     writer.array("ivf_docs", ivf_docs)
     writer.array("ivf_offsets", ivf_offsets)
+    _finish_tables(writer, codec)
+    writer.array("ids", _ids_array(ids))
+    writer.commit(_full_meta(meta, codec, len(ids), int(codes.shape[0])))
+
+
+def _finish_tables(writer: _storage.Writer, codec: _codec.Codec) -> None:
+    """The codec's tables: centroids (float16), residual codebooks and the rotation."""
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
     if codec.rotation is not None:
         writer.array("rotation", codec.rotation)
-    writer.array("ids", _ids_array(ids))
-    full_meta = {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
-                 "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(ids),
-                 "n_tokens": int(codes.shape[0])}
-    writer.commit(full_meta)
+
+
+def _full_meta(meta: dict[str, Any], codec: _codec.Codec, n_docs: int, n_tokens: int) -> dict[str, Any]:
+    return {**meta, "format": _FORMAT, "format_version": _storage.DATA_VERSION, "dim": codec.dim,
+            "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": n_docs, "n_tokens": n_tokens}
