@@ -104,3 +104,8 @@ class InputFileError(LightcolError, ValueError):
 class ResumeError(LightcolError, ValueError):
     """An output folder holds a job started with another model, options or inputs: it is not resumed
     (that would mix vectors); use a new folder or delete the old one."""
+
+
+class FilterError(ArgumentError):
+    """A ``where`` metadata filter is malformed: an unknown operator, a value of the wrong type for its
+    operator, an empty ``$and``... The message names the place in the filter (``where["year"]["$gte"]``)."""
