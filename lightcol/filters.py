@@ -152,7 +152,7 @@ class _Compiler:
         return self.operator(field, "$eq", condition, at)
 
     def operator(self, field: str, op: str, value: Any, at: str) -> str:
-        rows = f"SELECT doc_key FROM {self.fields} WHERE field = ?"
+        rows = f"SELECT DISTINCT doc_key FROM {self.fields} WHERE field = ?"
         if op in _COMPARE:
             kind = self.scalar(value, at, ranged=op != "$eq")
             self.params += [field, kind, _stored(value)]
