@@ -114,6 +114,9 @@ class DocumentIndex:
         self._meta = meta
         self._lock = threading.RLock()
         self._vectors: Any = None
+        from lightcol.keyword import Stats
+
+        self._keyword_stats = Stats()
         self._load_vectors()
 
     # -- create / open ---------------------------------------------------------------------------
@@ -629,15 +632,17 @@ class DocumentIndex:
 
         if mode == "maxsim":
             return passage_search.top(self._vectors, q, n, allowed), {}
+        stats = self._keyword_stats
+        stats.refresh(self._meta["generation"], len(self._vectors) if self._vectors is not None else 0)
         if mode == "keyword":
-            return keyword.search(self._conn, text, n, allowed_sql), {}
+            return keyword.search(self._conn, text, n, allowed_sql, stats), {}
         from lightcol import fusion as _fusion
 
         depth = max(n, HYBRID_DEPTH)
         dense = dict(passage_search.top(self._vectors, q, depth, allowed))
-        sparse = dict(keyword.search(self._conn, text, depth, allowed_sql))
+        sparse = dict(keyword.search(self._conn, text, depth, allowed_sql, stats))
         dense.update(passage_search.scores(self._vectors, q, [p for p in sparse if p not in dense]))
-        sparse.update(keyword.scores(self._conn, text, [p for p in dense if p not in sparse]))
+        sparse.update(keyword.scores(self._conn, text, [p for p in dense if p not in sparse], stats))
         for p in dense:
             sparse.setdefault(p, 0.0)  # matches no query word
         both = {p: s for p, s in sparse.items() if p in dense}  # a passage gone from the vectors is dropped

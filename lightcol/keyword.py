@@ -14,9 +14,10 @@ ranking, while matching them would cost a scan of most of the index.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
-__all__ = ["SCHEMA", "ensure", "match_expression", "search", "scores"]
+__all__ = ["SCHEMA", "Stats", "ensure", "match_expression", "search", "scores"]
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2');
@@ -64,21 +65,37 @@ def _terms(query: str) -> list[str]:
     return list(seen)[:_MAX_TERMS]
 
 
-def match_expression(conn: Any, query: str) -> str | None:
+class Stats:
+    """What a query's terms cost to look up once per index state: the passage count and each stem's
+    document frequency (reading it walks the term's postings, so it is cached until ``key`` changes)."""
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.n = 0
+        self.df: dict[str, int] = {}
+
+    def refresh(self, key: Any, n_passages: int) -> None:
+        if key != self.key:
+            self.key, self.n, self.df = key, n_passages, {}
+
+
+def match_expression(conn: Any, query: str, stats: Stats | None = None) -> str | None:
     """The FTS5 MATCH expression for a query text (``None``: no searchable word).
 
-    Words in more than half of the passages are left out (unless all are: then the query keeps them).
+    Words in more than half of the passages are left out (unless all are: then the query keeps them);
+    ``stats`` caches the counts (``None``: counted now).
     """
     terms = _terms(query)
     if not terms:
         return None
-    n = conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]  # fast: FTS5 keeps the count
-    if n:
-        # a term's document frequency, after the tokenizer (stemming) has seen it
+    if stats is None:
+        stats = Stats()
+        stats.n = conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+    if stats.n:
         frequent = set()
         for t in terms:
             stems = _stems(conn, t)
-            if stems and all(_doc_freq(conn, s) * 2 > n for s in stems):
+            if stems and all(_doc_freq(conn, s, stats) * 2 > stats.n for s in stems):
                 frequent.add(t)
         if len(frequent) < len(terms):
             terms = [t for t in terms if t not in frequent]
@@ -86,17 +103,20 @@ def match_expression(conn: Any, query: str) -> str | None:
 
 
 def _stems(conn: Any, word: str) -> list[str]:
-    """The tokens FTS5's tokenizer makes of ``word`` (Porter stems), read back through ``fts5vocab``
-    would need the word indexed; instead tokenize it with a throwaway in-memory table."""
+    """The tokens FTS5's tokenizer makes of ``word`` (its Porter stems), from an in-memory FTS5 table."""
     cache = _STEMS.get(word)
     if cache is not None:
         return cache
-    tokens = [t for t in _tokenizer(conn).tokenize(word)]
+    with _LOCK:
+        tokens = _tokenizer(conn).tokenize(word)
+    if len(_STEMS) > 100_000:
+        _STEMS.clear()
     _STEMS[word] = tokens
     return tokens
 
 
 _STEMS: dict[str, list[str]] = {}
+_LOCK = threading.Lock()
 
 
 class _Tokenizer:
@@ -127,15 +147,19 @@ def _tokenizer(conn: Any) -> _Tokenizer:
     return _TOKENIZER
 
 
-def _doc_freq(conn: Any, term: str) -> int:
-    row = conn.execute("SELECT doc FROM passages_vocab WHERE term = ?", (term,)).fetchone()
-    return 0 if row is None else int(row[0])
+def _doc_freq(conn: Any, term: str, stats: Stats) -> int:
+    df = stats.df.get(term)
+    if df is None:
+        row = conn.execute("SELECT doc FROM passages_vocab WHERE term = ?", (term,)).fetchone()
+        df = stats.df[term] = 0 if row is None else int(row[0])
+    return df
 
 
-def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | None = None) -> list[tuple[int, float]]:
+def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | None = None,
+           stats: Stats | None = None) -> list[tuple[int, float]]:
     """``(passage_id, bm25 score)`` of the ``k`` best passages (higher is better), best first; with
     ``allowed_docs`` (SQL selecting document keys, and its parameters) only passages of those documents."""
-    expr = match_expression(conn, query)
+    expr = match_expression(conn, query, stats)
     if expr is None:
         return []
     if allowed_docs is None:
@@ -148,9 +172,9 @@ def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | 
     return [(int(r[0]), float(r[1])) for r in conn.execute(sql, params)]
 
 
-def scores(conn: Any, query: str, passage_ids: list[int]) -> dict[int, float]:
+def scores(conn: Any, query: str, passage_ids: list[int], stats: Stats | None = None) -> dict[int, float]:
     """BM25 scores of the given passages (those matching no query word are absent)."""
-    expr = match_expression(conn, query)
+    expr = match_expression(conn, query, stats)
     out: dict[int, float] = {}
     if expr is None:
         return out
