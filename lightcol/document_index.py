@@ -53,8 +53,10 @@ DEFAULT_ALPHA = 0.5
 DEFAULT_FUSION = "relative"
 #: passages each ranking contributes to a hybrid fusion (at least ``k``)
 HYBRID_DEPTH = 100
-#: how ``by_document`` scores a document from its passages' MaxSim scores
-DOCUMENT_AGGREGATION = "max"
+#: how ``by_document`` scores a document from its passages' MaxSim scores: ``("max", 0)`` its best
+#: passage; ``("lead", w)`` ``(1 - w) * best + w * first passage``; ``("mean", w)`` ``(1 - w) * best +
+#: w * mean of all``
+DOCUMENT_AGGREGATION: tuple[str, float] = ("lead", 0.2)
 
 
 def document_id_for(text: str) -> str:
@@ -670,12 +672,20 @@ class DocumentIndex:
             for pid, score in hits:
                 if pid in docs:  # else deleted by another process since the vectors were loaded
                     best.setdefault(docs[pid], (pid, score))
-            if len(best) >= k or want >= total or len(hits) < want:
+            exhausted = want >= total or len(hits) < want
+            if mode == "maxsim" and DOCUMENT_AGGREGATION[0] != "max" and len(best) >= k:
+                best = self._aggregate(q, best)
+                # a document's score is at most its best passage's: one not fetched scores at most the
+                # last passage fetched, so the top k is final once the k-th document beats it
+                kth = sorted((s for _, s in best.values()), reverse=True)[k - 1]
+                if exhausted or kth >= hits[-1][1]:
+                    break
+            elif len(best) >= k or exhausted:
+                if mode == "maxsim" and DOCUMENT_AGGREGATION[0] != "max":
+                    best = self._aggregate(q, best)
                 break
             want = min(total, want * 4)
-        if mode == "maxsim" and DOCUMENT_AGGREGATION != "max":
-            best = self._aggregate(q, best)
-        return sorted(best.values(), key=lambda ps: -ps[1])[:k], extra
+        return sorted(best.values(), key=lambda ps: (-ps[1], ps[0]))[:k], extra
 
     def _aggregate(self, q: Any, best: dict[int, tuple[int, float]]) -> dict[int, tuple[int, float]]:
         """Document scores from all their passages (see :data:`DOCUMENT_AGGREGATION`)."""
@@ -691,7 +701,7 @@ class DocumentIndex:
         for key, pid in rows:  # in passage order: the lead passage first
             if pid in scores:
                 per_doc.setdefault(key, []).append(scores[pid])
-        return {key: (pid, aggregate(per_doc.get(key, [s]), s)) for key, (pid, s) in best.items()}
+        return {key: (pid, aggregate(per_doc.get(key) or [s], s)) for key, (pid, s) in best.items()}
 
     def _doc_keys(self, pids: list[int]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -818,10 +828,13 @@ class DocumentIndex:
 
 def aggregate(scores: list[float], best: float) -> float:
     """A document's score from its passages' MaxSim scores (in passage order) and the best of them:
-    see :data:`DOCUMENT_AGGREGATION`."""
-    if DOCUMENT_AGGREGATION == "max" or not scores:
-        return best
-    raise NotImplementedError(DOCUMENT_AGGREGATION)
+    see :data:`DOCUMENT_AGGREGATION`. Never above ``best``."""
+    how, w = DOCUMENT_AGGREGATION
+    if how == "lead":
+        return (1.0 - w) * best + w * scores[0]
+    if how == "mean":
+        return (1.0 - w) * best + w * sum(scores) / len(scores)
+    return best
 
 
 def _check_search_options(mode: Any, alpha: Any, fusion: Any) -> None:
