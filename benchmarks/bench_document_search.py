@@ -19,9 +19,6 @@ filtered afterwards, keyword search alone and filtered.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -29,27 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-MODEL = ROOT / ".bench" / "minilm-colbert-onnx"
-
-
-def table(head: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def percentiles(times: list[float]) -> tuple[float, float]:
-    ms = sorted(t * 1000 for t in times)
-    return statistics.median(ms), ms[int(0.9 * (len(ms) - 1))]
+from common import (BENCH_MODEL, gcide_passages, gcide_queries, latencies_ms, load_cisi, machine, ndcg_at, p50_p99,
+                    print_table, recall_at, require_bench_model)
 
 
 def quality(args: argparse.Namespace) -> None:
-    from cisi import load_cisi, ndcg_at, recall_at
-
     from lightcol import DocumentIndex, LateInteractionTextEmbedding
 
     docs, queries, qrels = load_cisi()
@@ -77,16 +58,14 @@ def quality(args: argparse.Namespace) -> None:
             print(f"  {name}: done", file=sys.stderr, flush=True)
         index.close()
     print(f"\nCISI by document, backend={args.backend}, model={args.model.name}")
-    print(table(["mode", "nDCG@10", "R@100", "ms/query (k=100)"], rows))
+    print_table(["mode", "nDCG@10", "R@100", "ms/query (k=100)"], rows)
 
 
 def speed(args: argparse.Namespace) -> None:
-    import gcide
-
     from lightcol import DocumentIndex, LateInteractionTextEmbedding, passage_search
 
     n = args.n
-    texts = gcide.load_passages(n)
+    texts = gcide_passages(n)
     rng = np.random.default_rng(0)
     lengths = rng.integers(16, 49, size=n)
     dim = 128
@@ -99,7 +78,7 @@ def speed(args: argparse.Namespace) -> None:
             yield v
 
     model = LateInteractionTextEmbedding(specific_model_path=args.model, threads=args.threads, cuda=False)
-    query_texts = gcide.queries(n, args.queries)
+    query_texts = gcide_queries(n, args.queries)
     qrng = np.random.default_rng(2)
     qv = []
     for _ in query_texts:
@@ -118,13 +97,7 @@ def speed(args: argparse.Namespace) -> None:
         conn = index._conn
 
         def timed(fn):
-            fn(0)  # warm
-            out = []
-            for i in range(len(qv)):
-                t0 = time.perf_counter()
-                fn(i)
-                out.append(time.perf_counter() - t0)
-            return percentiles(out)
+            return p50_p99(latencies_ms(fn, range(len(qv))))
 
         def allowed_for():
             return index._allowed(where)
@@ -151,13 +124,13 @@ def speed(args: argparse.Namespace) -> None:
         index.close()
     print(f"\n{n:,} passages (gcide texts, synthetic vectors, index backend nbits=2), {len(qv)} queries, "
           f"filter {where} selects {len(allowed)} passages ({len(allowed) / n:.1%})")
-    print(table(["search", "p50 ms", "p90 ms"], [[r[0], f"{r[1]:.2f}", f"{r[2]:.2f}"] for r in rows]))
+    print_table(["search", "p50 ms", "p99 ms"], [[r[0], f"{r[1]:.2f}", f"{r[2]:.2f}"] for r in rows])
     print(f"filtered MaxSim top 10 equal to the exhaustive ranking filtered afterwards: {exact}/{checks} queries")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument("--model", type=Path, default=BENCH_MODEL)
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--backend", default="collection", choices=("collection", "index"))
@@ -167,12 +140,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default=None, help="folder for the temporary index (default: the system's)")
     args = ap.parse_args()
-    if not args.model.is_dir():
-        raise SystemExit(f"{args.model} missing: run tools/make_bench_model.py first")
+    require_bench_model(args.model)
     if not args.quality and not args.speed:
         args.quality = args.speed = True
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, threads={args.threads or 'default'}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}, threads={args.threads or 'default'}")
     if args.quality:
         quality(args)
     if args.speed:
