@@ -33,7 +33,9 @@ _IDS: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] 
 
 
 def _is_index(vectors: Any) -> bool:
-    return hasattr(vectors, "_candidates")
+    from lightcol.index import Index
+
+    return isinstance(vectors, Index)
 
 
 def _ids(vectors: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -337,3 +337,21 @@ def test_llama_index_retriever_takes_metadata_filters(index) -> None:
     with pytest.raises(FilterError, match="text_match"):
         where_from_filters(MetadataFilters(filters=[MetadataFilter(key="lang", value="f",
                                                                    operator=FilterOperator.TEXT_MATCH)]))
+
+
+def test_a_large_filter_on_the_index_backend_goes_through_candidate_generation(tmp_path, model, corpus,
+                                                                                monkeypatch) -> None:
+    from lightcol import passage_search
+
+    texts, ids, meta = corpus
+    ix = DocumentIndex.create(tmp_path / "ix", model, texts=texts, document_ids=ids, metadata=meta,
+                              max_document_length=24, backend="index")
+    where = {"lang": {"$in": ["en", "fr"]}}
+    exact = ix.search("library catalog", k=7, where=where, mode="maxsim")
+    monkeypatch.setattr(passage_search, "EXACT_SUBSET", 2)  # every filter now takes the candidate path
+    approx = ix.search("library catalog", k=7, where=where, mode="maxsim")
+    assert len(approx) == 7 and all(r["metadata"]["lang"] in ("en", "fr") for r in approx)
+    assert all(r["score"] <= exact[0]["score"] + 1e-6 for r in approx)
+    # far more than the candidates can hold: the exhaustive fallback still gives k
+    assert len(ix.search("library catalog", k=60, where=where, mode="maxsim")) == 60
+    ix.close()
