@@ -13,6 +13,7 @@ ranking, while matching them would cost a scan of most of the index.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -173,14 +174,14 @@ def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | 
 
 
 def scores(conn: Any, query: str, passage_ids: list[int], stats: Stats | None = None) -> dict[int, float]:
-    """BM25 scores of the given passages (those matching no query word are absent)."""
+    """BM25 scores of the given passages (those matching no query word are absent).
+
+    The match runs once, in a subquery SQLite cannot flatten: a ``rowid IN (...)`` constraint on the
+    FTS5 table itself would re-run the full-text query for every listed passage.
+    """
     expr = match_expression(conn, query, stats)
-    out: dict[int, float] = {}
-    if expr is None:
-        return out
-    for i in range(0, len(passage_ids), 500):
-        chunk = passage_ids[i : i + 500]
-        sql = (f"SELECT rowid, -bm25(passages_fts) FROM passages_fts WHERE passages_fts MATCH ? "
-               f"AND rowid IN ({','.join('?' * len(chunk))})")
-        out.update((int(r[0]), float(r[1])) for r in conn.execute(sql, [expr, *chunk]))
-    return out
+    if expr is None or not passage_ids:
+        return {}
+    sql = ("SELECT pid, s FROM (SELECT rowid AS pid, -bm25(passages_fts) AS s FROM passages_fts "
+           "WHERE passages_fts MATCH ? LIMIT -1 OFFSET 0) WHERE pid IN (SELECT value FROM json_each(?))")
+    return {int(r[0]): float(r[1]) for r in conn.execute(sql, (expr, json.dumps([int(p) for p in passage_ids])))}
