@@ -446,9 +446,9 @@ class DocumentIndex:
                     cur = conn.execute("INSERT INTO documents (document_id, text, metadata) VALUES (?, ?, ?)",
                                        (json.dumps(doc_id), text, meta))
                     keys.append(cur.lastrowid)
-                _insert_fields(conn, keys, [None if m is None else json.loads(m) for m in metas])
-                conn.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",
+                conn.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",  # triggers fill passages_fts
                                  [(pid, keys[p.doc], p.start, p.end) for pid, p in zip(pids, passages, strict=True)])
+                _insert_fields(conn, keys, [None if m is None else json.loads(m) for m in metas])
                 return {"next_passage_id": first + len(passages)}
 
             self._commit(new_file, change)

@@ -153,10 +153,22 @@ def test_keyword_index_follows_adds_and_deletes(tmp_path, model, backend) -> Non
     ix.add(texts[3:], document_ids=[4, 5, 6])
     rows, passages = _fts_rows(tmp_path / "ix")
     assert rows == passages and len(rows) == ix.n_passages
-    # a failed add leaves the keyword index as it was (one transaction)
-    with pytest.raises(lightcol.DuplicateIdError):
-        ix.add(["XJ-9000 again"], document_ids=[4])
-    assert ix.search("XJ-9000", mode="keyword") == []
+    # an add that fails inside its transaction (after the passages went in) leaves the keyword index as it was
+    import lightcol.document_index as di
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    real = di._insert_fields
+    di._insert_fields = broken
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            ix.add(["XJ-9000 again"], document_ids=[7], metadata=[{"a": 1}])
+    finally:
+        di._insert_fields = real
+    assert ix.search("XJ-9000", mode="keyword") == [] and 7 not in ix
+    rows, passages = _fts_rows(tmp_path / "ix")
+    assert rows == passages and len(rows) == ix.n_passages
     ix.close()
 
 
