@@ -29,7 +29,6 @@ Score matrices are cached in ``.bench/document-scores/`` (delete to re-embed).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -40,23 +39,11 @@ import numpy as np
 from common import (BENCH, BENCH_MODEL, _description, _gcide_entries, load_cisi, ndcg_at, print_table, recall_at,
                     require_bench_model)
 
+from bench_documents import with_length
 from lightcol import LateInteractionTextEmbedding, maxsim, split_documents
 
 AGGREGATIONS = [("max", 0.0), ("lead", 0.1), ("lead", 0.2), ("lead", 0.3), ("lead", 0.5), ("mean", 0.1),
                 ("mean", 0.3), ("mean", 0.5)]
-
-
-def with_length(model_dir: Path, length: int, into: Path) -> Path:
-    """A folder like ``model_dir`` (files linked) whose rules have ``document_length = length``."""
-    folder = into / f"{model_dir.name}-doc{length}"
-    folder.mkdir()
-    for f in model_dir.iterdir():
-        if f.name != "lightcol_config.json":
-            (folder / f.name).symlink_to(f.resolve())
-    cfg = json.loads((model_dir / "lightcol_config.json").read_text(encoding="utf-8"))
-    cfg["rules"]["document_length"] = length
-    (folder / "lightcol_config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    return folder
 
 
 def gcide_collection(n_docs: int = 3000, n_queries: int = 200, seed: int = 3):
