@@ -17,13 +17,14 @@ Collections:
 
 * CISI: 1,460 abstracts (title + abstract), 112 queries (76 judged); documents are longer than 64
   tokens (median ~ 150), so splitting matters.
-* gcide-3000: 3,000 definitions of Debian's dict-gcide (700 characters at most, headword first), with
-  200 synthetic known-item queries: for a definition picked at random, 8 words drawn in order from the
-  first 16 words of its definition (headword, pronunciation, etymology and part of speech removed),
-  the definition alone judged relevant. Short documents whose lead carries the topic: the kind of
-  collection where a best-passage ranking loses to truncation.
+* gcide-3000: 3,000 definitions of Debian's dict-gcide (700 characters at most, headword first: ~2
+  passages each at 64 tokens), with two sets of 200 synthetic judged queries: ``describe`` (for a
+  definition picked at random, 8 words drawn in order from the first 16 words of its definition,
+  headword, pronunciation, etymology and part of speech removed; that definition relevant) and
+  ``headword`` (a headword alone, as a name look-up; every entry of that headword relevant: the
+  topic sits in the lead, and the later passages of long entries are distractors).
 
-Score matrices are cached in ``.bench/document-scores/`` (delete to re-embed).
+Vectors (float16) are cached in ``.bench/document-scores/`` (delete to re-embed).
 """
 
 from __future__ import annotations
@@ -47,22 +48,30 @@ AGGREGATIONS = [("max", 0.0), ("lead", 0.1), ("lead", 0.2), ("lead", 0.3), ("lea
 
 
 def gcide_collection(n_docs: int = 3000, n_queries: int = 200, seed: int = 3):
+    """Texts, and two query sets: ``describe`` (8 words of a definition's start, that entry relevant)
+    and ``headword`` (a headword alone, every entry of that headword relevant)."""
     entries = _gcide_entries()[:n_docs]
     rng = random.Random(seed)
     order = list(range(n_docs))
     rng.shuffle(order)
-    queries, relevant = [], []
+    describe, describe_rel = [], []
     for i in order:
         d = _description(*entries[i])
         if not d:
             continue
         words = d.split()
         picked = sorted(rng.sample(range(len(words)), min(8, len(words))))
-        queries.append(" ".join(words[j] for j in picked))
-        relevant.append({i})
-        if len(queries) == n_queries:
+        describe.append(" ".join(words[j] for j in picked))
+        describe_rel.append({i})
+        if len(describe) == n_queries:
             break
-    return [t for _, t in entries], queries, relevant
+    by_head: dict[str, set[int]] = {}
+    for i, (head, _) in enumerate(entries):
+        by_head.setdefault(head.lower(), set()).add(i)
+    heads = sorted(h for h in by_head if any(c.isalpha() for c in h))
+    picked_heads = random.Random(seed + 1).sample(heads, n_queries)
+    return [t for _, t in entries], {"describe": (describe, describe_rel),
+                                     "headword": (picked_heads, [by_head[h] for h in picked_heads])}
 
 
 def aggregate(s: np.ndarray, owner: np.ndarray, first: np.ndarray, counts: np.ndarray, how: str, w: float) -> np.ndarray:
@@ -76,34 +85,45 @@ def aggregate(s: np.ndarray, owner: np.ndarray, first: np.ndarray, counts: np.nd
     return best
 
 
-def run(name: str, texts: list[str], queries: list[str], relevant: list[set[int]], model, cache: Path) -> list[list]:
-    passages = split_documents(texts, model)
-    owner = np.array([p.doc for p in passages])
-    f = cache / f"{name}-{model.spec.rules.document_length}.npz"
+def _vectors(model, texts: list[str], f: Path) -> list[np.ndarray]:
+    """Embedded ``texts``, cached in ``f`` (float16)."""
     if f.exists():
         with np.load(f) as z:
-            split_scores, trunc_scores = z["split"], z["truncate"]
-    else:
-        pv = list(model.embed([p.text for p in passages], batch_size=32))
-        tv = list(model.embed(texts, batch_size=32))
-        qv = list(model.query_embed(queries))
-        split_scores = np.stack(maxsim.score_many(qv, maxsim.pack(pv)))
-        trunc_scores = np.stack(maxsim.score_many(qv, maxsim.pack(tv)))
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(f, split=split_scores, truncate=trunc_scores)
+            v, off = z["vectors"].astype(np.float32), z["offsets"]
+        return [v[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+    out = list(model.embed(texts, batch_size=32))
+    f.parent.mkdir(parents=True, exist_ok=True)
+    off = np.zeros(len(out) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in out], out=off[1:])
+    np.savez(f, vectors=np.concatenate(out).astype(np.float16), offsets=off)
+    return [x.astype(np.float16).astype(np.float32) for x in out]  # as read back from the cache
+
+
+def run(name: str, texts: list[str], query_sets: dict, model, cache: Path) -> list[list]:
+    passages = split_documents(texts, model)
+    owner = np.array([p.doc for p in passages])
+    length = model.spec.rules.document_length
+    pv = _vectors(model, [p.text for p in passages], cache / f"{name}-{length}-passages.npz")
+    tv = _vectors(model, texts, cache / f"{name}-{length}-truncated.npz")
     n = len(texts)
     counts = np.bincount(owner, minlength=n)
     first = np.searchsorted(owner, np.arange(n))  # passages are in document order
+    rows = []
+    for qname, (queries, relevant) in query_sets.items():
+        qv = list(model.query_embed(queries))
+        split_scores = np.stack(maxsim.score_many(qv, maxsim.pack(pv)))
+        trunc_scores = np.stack(maxsim.score_many(qv, maxsim.pack(tv)))
 
-    def row(label: str, doc_scores: np.ndarray) -> list:
-        ranked = [np.argsort(-s, kind="stable")[:100].tolist() for s in doc_scores]
-        return [name, label, f"{ndcg_at(ranked, relevant, 10):.4f}", f"{recall_at(ranked, relevant, 100):.4f}"]
+        def row(label: str, doc_scores: np.ndarray) -> list:
+            ranked = [np.argsort(-s, kind="stable")[:100].tolist() for s in doc_scores]
+            return [f"{name} ({qname}, {len(queries)} queries)", label, f"{ndcg_at(ranked, relevant, 10):.4f}",
+                    f"{recall_at(ranked, relevant, 100):.4f}"]
 
-    rows = [row("truncate", trunc_scores)]
-    for how, w in AGGREGATIONS:
-        label = "max (best passage)" if how == "max" else f"{how} {w}"
-        rows.append(row(label, np.stack([aggregate(s, owner, first, counts, how, w) for s in split_scores])))
-    print(f"{name}: {n} documents, {len(passages)} passages, {len(queries)} queries", file=sys.stderr, flush=True)
+        rows.append(row("truncate", trunc_scores))
+        for how, w in AGGREGATIONS:
+            label = "max (best passage)" if how == "max" else f"{how} {w}"
+            rows.append(row(label, np.stack([aggregate(s, owner, first, counts, how, w) for s in split_scores])))
+    print(f"{name}: {n} documents, {len(passages)} passages", file=sys.stderr, flush=True)
     return rows
 
 
@@ -122,8 +142,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = LateInteractionTextEmbedding(specific_model_path=with_length(args.model, args.length, Path(tmp)),
                                              threads=args.threads, cuda=False)
-        rows += run("CISI", list(docs.values()), list(queries.values()), cisi_rel, model, args.cache)
-        rows += run("gcide-3000", *gcide_collection(), model, args.cache)
+        texts, query_sets = gcide_collection()
+        rows += run("gcide-3000", texts, query_sets, model, args.cache)
+        rows += run("CISI", list(docs.values()), {"judged": (list(queries.values()), cisi_rel)}, model, args.cache)
     print(f"document length {args.length}, model {args.model.name}")
     print_table(["collection", "document score", "nDCG@10", "R@100"], rows)
 

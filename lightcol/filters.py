@@ -97,7 +97,11 @@ def flatten(metadata: Mapping[str, Any] | None) -> Iterator[tuple[str, int, Any]
 
 
 def _stored(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return float(value)  # beyond SQLite's integers: kept as the nearest double
+    return value
 
 
 # -- compiling -------------------------------------------------------------------------------------

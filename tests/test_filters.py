@@ -162,3 +162,8 @@ def test_hostile_values_and_field_names_are_data(value) -> None:
 def test_malformed_filters_raise_precise_errors(where, message) -> None:
     with pytest.raises(FilterError, match=message):
         compile_where(where)
+
+
+def test_metadata_integers_beyond_64_bits_are_stored_as_doubles() -> None:
+    conn = _database([{"big": 1 << 70}, {"big": 5}])
+    assert _selected(conn, {"big": {"$gt": 1 << 62}}) == [0]
