@@ -40,7 +40,7 @@ def test_search_returns_ragatouille_results_with_ids_and_metadata(tmp_path, mode
     assert len(index) == len(texts)
     assert index.document_ids == ids
     query = "late interaction retrieval"
-    res = index.search(query, k=5)
+    res = index.search(query, k=5, mode="maxsim")
     assert [r["rank"] for r in res] == [1, 2, 3, 4, 5]
     ref = _reference(model, texts, query, 32)[:5]
     if backend == "collection":  # exact MaxSim: the same passages and scores as brute force
