@@ -4,13 +4,14 @@
     python tools/make_bench_model.py                      # once: .bench/minilm-colbert-onnx
     flock /tmp/lightcol-bench.lock nice python benchmarks/bench_document_search.py [--quality] [--speed]
 
-Quality (``--quality``): CISI (1,460 abstracts, 76 judged queries) in a ``DocumentIndex`` (collection
-backend, MiniLM benchmark model, documents split at its 180 tokens), ranked by document
+Quality (``--quality``): CISI (1,460 abstracts, 76 judged queries) in a ``DocumentIndex`` (``--backend``,
+default collection; MiniLM benchmark model, documents split at its 180 tokens), ranked by document
 (``by_document=True``) in each mode: nDCG@10 and recall@100 for ``keyword`` (FTS5 BM25), ``maxsim``
 and ``hybrid`` at several ``alpha`` and both fusions.
 
 Speed (``--speed``): 100,000 passages (dict-gcide definitions as text, so FTS5 indexes real words;
-*synthetic* unit vectors of 16-48 tokens, dim 128, in the compressed ``index`` backend, nbits 2), a
+*synthetic* unit vectors of 16-48 tokens, dim 128, in the ``--backend``: compressed ``index``, nbits
+2, or exact float16 ``collection``), a
 ``tenant`` field with 100 values: p50 / p90 over the queries of unfiltered MaxSim search, MaxSim
 filtered to one tenant (1% of the passages) and whether its results equal the exhaustive ranking
 filtered afterwards, keyword search alone and filtered.
@@ -86,10 +87,11 @@ def speed(args: argparse.Namespace) -> None:
         qv.append(q / np.linalg.norm(q, axis=1, keepdims=True))
     metadata = [{"tenant": f"t{i % 100}", "year": 1990 + i % 35} for i in range(n)]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-document-search-"))
-    path = workdir / f"gcide-{n}-synthetic"
+    path = workdir / f"gcide-{n}-synthetic-{args.backend}"
     if not (path / "documents.sqlite").exists() or args.rebuild:
         t = time.perf_counter()
-        index = DocumentIndex.create(path, model, split_documents=False, backend="index", overwrite=True)
+        index = DocumentIndex.create(path, model, split_documents=False, backend=args.backend, dtype="float16",
+                                     overwrite=True)
         model.embed = lambda texts, batch_size=64, **kw: vectors()  # synthetic vectors (see the module doc)
         index.add(texts, list(range(n)), metadata)
         index.close()
@@ -121,11 +123,12 @@ def speed(args: argparse.Namespace) -> None:
         exact = 0
         checks = min(args.exact_checks, len(qv))
         for i in range(checks):
-            full = vec.search(qv[i], n, n_rerank=n)
+            full = vec.search(qv[i], n, n_rerank=n) if args.backend == "index" else vec.search(qv[i], n)
             expected = [p for p, _ in full if p in allowed][:10]
             got = [p for p, _ in passage_search.top(vec, qv[i], 10, sorted(allowed))]
             exact += got == expected
-    print(f"\n{n:,} passages (gcide texts, synthetic vectors, index backend nbits=2), {len(qv)} queries, "
+    backend = "index backend nbits=2" if args.backend == "index" else "collection backend float16"
+    print(f"\n{n:,} passages (gcide texts, synthetic vectors, {backend}), {len(qv)} queries, "
           f"filter {where} selects {len(allowed)} passages ({len(allowed) / n:.1%})")
     print_table(["search", "p50 ms", "p99 ms"], [[r[0], f"{r[1]:.2f}", f"{r[2]:.2f}"] for r in rows])
     print(f"filtered MaxSim top 10 equal to the exhaustive ranking filtered afterwards: {exact}/{checks} queries")
