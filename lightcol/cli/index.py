@@ -74,9 +74,9 @@ def register(sub: Any) -> None:
                    help='document index: a metadata filter, e.g. \'{"lang": "en", "year": {"$gte": 2020}}\' '
                         "($eq $ne $gt $gte $lt $lte $in $nin $exists $and $or $not)")
     s.add_argument("--mode", choices=("maxsim", "keyword", "hybrid"), default=None,
-                   help="document index: MaxSim, BM25 keywords, or both fused (default: the library's default)")
+                   help="document index: MaxSim, BM25 keywords, or both fused (default: hybrid)")
     s.add_argument("--alpha", type=float, default=None,
-                   help="document index, --mode hybrid: weight of MaxSim from 0 (keywords) to 1 (default 0.5)")
+                   help="document index, --mode hybrid: weight of MaxSim from 0 (keywords) to 1 (default 0.6)")
     s.add_argument("--highlights", action="store_true",
                    help="document index: add each passage's best-matching spans")
     _model_args(s, default_from_index=True)
