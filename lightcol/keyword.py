@@ -14,11 +14,15 @@ ranking, while matching them would cost a scan of most of the index.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from typing import Any
 
-__all__ = ["SCHEMA", "Stats", "ensure", "match_expression", "search", "scores"]
+import numpy as np
+
+
+__all__ = ["SCHEMA", "Postings", "Stats", "ensure", "match_expression", "search", "scores"]
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2');
@@ -74,10 +78,21 @@ class Stats:
         self.key: Any = None
         self.n = 0
         self.df: dict[str, int] = {}
+        self.postings: Postings | None = None
+        self._read = False
+        self._lock = threading.Lock()
 
     def refresh(self, key: Any, n_passages: int) -> None:
         if key != self.key:
-            self.key, self.n, self.df = key, n_passages, {}
+            self.key, self.n, self.df, self.postings, self._read = key, n_passages, {}, None, False
+
+    def postings_for(self, conn: Any) -> Postings | None:
+        """The index's postings, read on first use after each change of ``key`` (``None``: unreadable,
+        FTS5 scores the queries)."""
+        with self._lock:
+            if not self._read:
+                self.postings, self._read = Postings.read(conn), True
+            return self.postings
 
 
 def match_expression(conn: Any, query: str, stats: Stats | None = None) -> str | None:
@@ -86,9 +101,17 @@ def match_expression(conn: Any, query: str, stats: Stats | None = None) -> str |
     Words in more than half of the passages are left out (unless all are: then the query keeps them);
     ``stats`` caches the counts (``None``: counted now).
     """
-    terms = _terms(query)
+    terms = _query_words(conn, query, stats)
     if not terms:
         return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _query_words(conn: Any, query: str, stats: Stats | None) -> list[str]:
+    """The query's words that the MATCH expression ORs (frequent ones left out, see :func:`match_expression`)."""
+    terms = _terms(query)
+    if not terms:
+        return []
     if stats is None:
         stats = Stats()
         stats.n = conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
@@ -100,7 +123,7 @@ def match_expression(conn: Any, query: str, stats: Stats | None = None) -> str |
                 frequent.add(t)
         if len(frequent) < len(terms):
             terms = [t for t in terms if t not in frequent]
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return terms
 
 
 def _stems(conn: Any, word: str) -> list[str]:
@@ -156,11 +179,166 @@ def _doc_freq(conn: Any, term: str, stats: Stats) -> int:
     return df
 
 
+K1, B = 1.2, 0.75  # FTS5's bm25() defaults
+
+
+class Postings:
+    """The FTS5 index's postings as arrays, for scoring a query in NumPy with FTS5's own BM25.
+
+    ``bm25()`` scores every passage that matches any query word one at a time through SQLite's virtual
+    table interface; here the same formula (FTS5's ``fts5Bm25Function``: IDF ``log((N - n + 0.5) /
+    (n + 0.5))`` clamped to 1e-6, k1 = 1.2, b = 0.75, passage length over the average length) runs over
+    CSR arrays, term by term in the query's order, so the sums are the same floating-point operations in
+    the same order. The arrays are read once per index state (``Stats.key``) from an ``fts5vocab``
+    ``instance`` table of the temporary schema: FTS5 stays the one copy on disk.
+    """
+
+    def __init__(self, terms: dict[str, int], offsets: np.ndarray, rows: np.ndarray, tf: np.ndarray,
+                 rowids: np.ndarray, n_rows: int, n_tokens: int) -> None:
+        self.terms = terms  # stem -> term id (row of ``offsets``)
+        self.offsets = offsets  # int64, len(terms) + 1: term t's postings are offsets[t]:offsets[t+1]
+        self.rows = rows  # int32 positions in ``rowids``, ascending within each term
+        self.tf = tf  # the term's occurrences in the passage
+        self.rowids = rowids  # int64 passage ids, ascending
+        self.n_rows, self.n_tokens = n_rows, n_tokens  # FTS5's totals (its bm25() reads the same record)
+        lengths = np.bincount(rows, weights=tf, minlength=len(rowids))  # tokens of each passage
+        avgdl = float(n_tokens) / float(n_rows) if n_rows else 1.0
+        self.norm = K1 * (1 - B + B * lengths / avgdl)  # the length part of each passage's denominator
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.rows.nbytes + self.tf.nbytes + self.rowids.nbytes + self.norm.nbytes)
+
+    @classmethod
+    def read(cls, conn: Any) -> Postings | None:
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
+                     "USING fts5vocab(main, passages_fts, 'instance')")
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # the reads below see one state of the index
+        try:
+            vocab = conn.execute("SELECT term, cnt FROM passages_vocab").fetchall()
+            # one token occurrence per instance, in the index's order: term, then passage, then offset
+            text = conn.execute("SELECT group_concat(doc) FROM temp.passages_fts_instance").fetchone()[0]
+            totals = conn.execute("SELECT block FROM passages_fts_data WHERE id = 1").fetchone()
+        finally:
+            if own:
+                conn.execute("COMMIT")
+        docs = np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, np.int64)
+        counts = np.fromiter((c for _, c in vocab), dtype=np.int64, count=len(vocab))
+        if int(counts.sum()) != len(docs):
+            return None  # not the layout assumed: FTS5 scores the queries
+        term_of = np.repeat(np.arange(len(vocab), dtype=np.int64), counts)
+        same_term = term_of[1:] == term_of[:-1]
+        if np.any(same_term & (docs[1:] < docs[:-1])):
+            return None
+        # a posting starts where the term or the passage changes (instances of one term are ordered by passage)
+        start = np.ones(len(docs), dtype=bool)
+        start[1:] = ~same_term | (docs[1:] != docs[:-1])
+        first = np.flatnonzero(start)
+        tf = np.diff(np.append(first, len(docs)))
+        post_docs, post_terms = docs[first], term_of[first]
+        rowids = np.unique(post_docs)
+        rows = np.searchsorted(rowids, post_docs).astype(np.int32)
+        offsets = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(post_terms, minlength=len(vocab)), out=offsets[1:])
+        n_rows, n_tokens = _totals(totals[0] if totals else b"")
+        tf = tf.astype(np.uint16 if tf.size == 0 or tf.max() < 2**16 else np.int32)
+        return cls({t: i for i, (t, _) in enumerate(vocab)}, offsets, rows, tf, rowids, n_rows, n_tokens)
+
+    def idf(self, term: int) -> float:
+        n = int(self.offsets[term + 1] - self.offsets[term])
+        idf = math.log((self.n_rows - n + 0.5) / (n + 0.5))
+        return idf if idf > 0.0 else 1e-6
+
+    def score(self, stems: list[str]) -> np.ndarray:
+        """Each passage's BM25 for an OR of single-token phrases (0: matches none), by position in ``rowids``."""
+        out = np.zeros(len(self.rowids))
+        k1p1 = K1 + 1.0
+        for stem in stems:
+            t = self.terms.get(stem)
+            if t is None:
+                continue  # in no passage: adds 0 everywhere
+            idf = self.idf(t)
+            lo, hi = int(self.offsets[t]), int(self.offsets[t + 1])
+            rows = self.rows[lo:hi]
+            tf = self.tf[lo:hi].astype(np.float64)
+            out[rows] += idf * ((tf * k1p1) / (tf + self.norm[rows]))
+        return out
+
+
+def _totals(block: bytes) -> tuple[int, int]:
+    """FTS5's averages record: the row count, then each column's token count (SQLite varints)."""
+    values, i = [], 0
+    while i < len(block) and len(values) < 2:
+        v = 0
+        for j in range(9):
+            byte = block[i]
+            i += 1
+            if j == 8:
+                v = (v << 8) | byte
+                break
+            v = (v << 7) | (byte & 0x7F)
+            if byte < 0x80:
+                break
+        values.append(v)
+    values += [0] * (2 - len(values))
+    return values[0], values[1]
+
+
+def _single_tokens(conn: Any, words: list[str]) -> list[str] | None:
+    """The stem of each word, or ``None`` if a word is not exactly one token (a phrase: FTS5 scores it)."""
+    stems = []
+    for w in words:
+        s = _stems(conn, w)
+        if len(s) != 1:
+            return None
+        stems.append(s[0])
+    return stems
+
+
+def _top(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best of ``candidates`` (positions, ascending) by score, ties by position: as ``ORDER BY s
+    DESC, rowid``."""
+    if len(candidates) > k:
+        s = scores[candidates]
+        kth = np.partition(s, len(s) - k)[len(s) - k]
+        candidates = candidates[s >= kth]
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order[:k]]
+
+
 def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | None = None,
            stats: Stats | None = None) -> list[tuple[int, float]]:
     """``(passage_id, bm25 score)`` of the ``k`` best passages (higher is better), best first; with
-    ``allowed_docs`` (SQL selecting document keys, and its parameters) only passages of those documents."""
-    expr = match_expression(conn, query, stats)
+    ``allowed_docs`` (SQL selecting document keys, and its parameters) only passages of those documents.
+
+    With ``stats`` the query is scored in NumPy from the cached :class:`Postings` (the same values as
+    ``bm25()``); without, or for a word FTS5 reads as a phrase of several tokens, by FTS5 itself.
+    """
+    words = _query_words(conn, query, stats)
+    if not words or k <= 0:
+        return []
+    stems = _single_tokens(conn, words) if stats is not None else None
+    post = stats.postings_for(conn) if stems is not None else None
+    if post is None:
+        return _fts5_search(conn, match_expression(conn, query, stats), k, allowed_docs)
+    scores = post.score(stems)
+    candidates = np.flatnonzero(scores > 0.0)
+    if allowed_docs is not None:
+        pids = np.fromiter((r[0] for r in conn.execute(
+            f"SELECT passage_id FROM passages WHERE doc_key IN ({allowed_docs[0]})", allowed_docs[1])), dtype=np.int64)
+        pos = np.searchsorted(post.rowids, pids)
+        pos = pos[(pos < len(post.rowids)) & (post.rowids[np.minimum(pos, len(post.rowids) - 1)] == pids)]
+        allowed = np.zeros(len(post.rowids), dtype=bool)
+        allowed[pos] = True
+        candidates = candidates[allowed[candidates]]
+    best = _top(scores, candidates, k)
+    return [(int(p), float(s)) for p, s in zip(post.rowids[best].tolist(), scores[best].tolist())]
+
+
+def _fts5_search(conn: Any, expr: str | None, k: int,
+                 allowed_docs: tuple[str, list[Any]] | None) -> list[tuple[int, float]]:
     if expr is None:
         return []
     if allowed_docs is None:
@@ -176,12 +354,26 @@ def search(conn: Any, query: str, k: int, allowed_docs: tuple[str, list[Any]] | 
 def scores(conn: Any, query: str, passage_ids: list[int], stats: Stats | None = None) -> dict[int, float]:
     """BM25 scores of the given passages (those matching no query word are absent).
 
-    The match runs once, in a subquery SQLite cannot flatten: a ``rowid IN (...)`` constraint on the
-    FTS5 table itself would re-run the full-text query for every listed passage.
+    From the cached :class:`Postings` with ``stats``; otherwise FTS5 matches once, in a subquery SQLite
+    cannot flatten: a ``rowid IN (...)`` constraint on the FTS5 table itself would re-run the full-text
+    query for every listed passage.
     """
-    expr = match_expression(conn, query, stats)
-    if expr is None or not passage_ids:
+    words = _query_words(conn, query, stats)
+    if not words or not passage_ids:
         return {}
+    stems = _single_tokens(conn, words) if stats is not None else None
+    post = stats.postings_for(conn) if stems is not None else None
+    if post is not None:
+        all_scores = post.score(stems)
+        pids = np.asarray([int(p) for p in passage_ids], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(post.rowids, pids), max(len(post.rowids) - 1, 0))
+        out = {}
+        if len(post.rowids):
+            for p, i in zip(pids.tolist(), pos.tolist()):
+                if post.rowids[i] == p and all_scores[i] > 0.0:
+                    out[p] = float(all_scores[i])
+        return out
+    expr = match_expression(conn, query, stats)
     sql = ("SELECT pid, s FROM (SELECT rowid AS pid, -bm25(passages_fts) AS s FROM passages_fts "
            "WHERE passages_fts MATCH ? LIMIT -1 OFFSET 0) WHERE pid IN (SELECT value FROM json_each(?))")
     return {int(r[0]): float(r[1]) for r in conn.execute(sql, (expr, json.dumps([int(p) for p in passage_ids])))}

@@ -192,6 +192,49 @@ def test_keyword_scores_are_bm25(tmp_path, model) -> None:
         assert got[d] == pytest.approx(expected[d], rel=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_numpy_keyword_scorer_equals_fts5_bm25(tmp_path, model, backend) -> None:
+    """Keyword search scores from cached postings: FTS5's bm25() ranking and values, after adds and
+    deletes and with a filter, and FTS5 itself answers a word it reads as a phrase."""
+    from lightcol import keyword
+
+    texts = random_texts(30, seed=5, max_words=80) + ["Running runs ran RUNNER résumé resume", "snake_case words"]
+    ix = DocumentIndex.create(tmp_path / "ix", model, max_document_length=24, backend=backend)
+    ix.add(texts, document_ids=list(range(len(texts))), metadata=[{"even": i % 2 == 0} for i in range(len(texts))])
+    rng = random.Random(9)
+    queries = [" ".join(rng.sample(t.split(), min(6, len(t.split())))) for t in rng.sample(texts[:30], 8)]
+    queries += ["running resume runner", "Résumé", "nothing-matches-zzz", "the of and"]
+    from lightcol.document_index import _compile
+
+    even = _compile({"even": True})  # the filter's SQL, as search(where=...) passes it
+
+    def check() -> None:
+        stats = ix._keyword_stats
+        stats.refresh(ix._meta["generation"], ix.n_passages)
+        for q in queries:
+            for allowed in (None, even):
+                expected = keyword._fts5_search(ix._conn, keyword.match_expression(ix._conn, q, stats), 1000, allowed)
+                got = keyword.search(ix._conn, q, 1000, allowed, stats)
+                assert [p for p, _ in got] == [p for p, _ in expected], q
+                np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-9, atol=0)
+                assert keyword.search(ix._conn, q, 3, allowed, stats) == got[:3]
+            pids = [p for p, _ in expected][::2] + [10**9]
+            assert keyword.scores(ix._conn, q, pids, stats) == pytest.approx(
+                keyword.scores(ix._conn, q, pids, None), rel=1e-9, abs=0)
+        assert stats.postings is not None  # the NumPy scorer answered
+
+    check()
+    before = ix._keyword_stats.postings
+    ix.delete([3, 30])
+    ix.add(["runner resume words", "a new passage about running"], document_ids=[100, 101])
+    check()
+    assert ix._keyword_stats.postings is not before  # re-read after the change
+    # a word FTS5 tokenizes into two tokens is a phrase: FTS5 scores the query
+    got = ix.search("snake_case", k=5, mode="keyword")
+    assert [r["document_id"] for r in got] == [31]
+    ix.close()
+
+
 def test_hybrid_fuses_both_rankings(index) -> None:
     query = "information retrieval evaluation"
     dense = {r["passage_id"]: r["score"] for r in index.search(query, k=index.n_passages, mode="maxsim")}
