@@ -27,7 +27,9 @@ __all__ = ["DocumentIndex"]
 
 DB_NAME = "documents.sqlite"
 _FORMAT = "lightcol-document-index"
-_FORMAT_VERSION = 1
+#: 2: metadata ``fields`` (filters) and the FTS5 ``passages_fts`` (keyword search); a version 1 index
+#: gains them, atomically, the first time it is opened
+_FORMAT_VERSION = 2
 _BACKENDS = {"collection": ".npz", "index": ".index"}
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +48,22 @@ CREATE TABLE passages (
 CREATE INDEX passages_doc ON passages(doc_key);
 """
 _IN_CHUNK = 500  # ids per "IN (...)" query (below SQLite's variable limit everywhere)
+_MODES = ("maxsim", "keyword", "hybrid")
+_FUSIONS = ("relative", "rrf")
+#: search mode, MaxSim weight and fusion by default: chosen on CISI (nDCG@10 by document, MiniLM benchmark
+#: model): keyword 0.327, MaxSim 0.364, hybrid relative alpha 0.5 / 0.6 / 0.7: 0.399 / 0.405 / 0.404,
+#: rrf alpha 0.5: 0.405 (recall@100 0.482 relative 0.6, 0.473 rrf); docs/documents.md
+DEFAULT_MODE = "hybrid"
+DEFAULT_ALPHA = 0.6
+DEFAULT_FUSION = "relative"
+#: passages each ranking contributes to a hybrid fusion (at least ``k``)
+HYBRID_DEPTH = 100
+#: how ``by_document`` scores a document from its passages' MaxSim scores: ``("max", 0)`` its best
+#: passage; ``("lead", w)`` ``(1 - w) * best + w * first passage``; ``("mean", w)`` ``(1 - w) * best +
+#: w * mean of all``. ``("lead", 0.3)`` is the one measured never worse than truncation (64-token model,
+#: nDCG@10): CISI 0.380 (truncation 0.360, best passage 0.376), gcide-3000 headword look-ups 0.260
+#: (0.254, 0.214), gcide-3000 definition words 0.820 (0.742, 0.848); benchmarks/bench_document_scores.py
+DOCUMENT_AGGREGATION: tuple[str, float] = ("lead", 0.3)
 
 
 def document_id_for(text: str) -> str:
@@ -105,6 +123,9 @@ class DocumentIndex:
         self._meta = meta
         self._lock = threading.RLock()
         self._vectors: Any = None
+        from lightcol.keyword import Stats
+
+        self._keyword_stats = Stats()
         self._load_vectors()
 
     # -- create / open ---------------------------------------------------------------------------
@@ -200,6 +221,7 @@ class DocumentIndex:
             conn.execute("BEGIN")
             for stmt in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(stmt)
+            _add_search_tables(conn)
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
             conn.execute("COMMIT")
         finally:
@@ -244,6 +266,12 @@ class DocumentIndex:
 
             raise IndexVersionError(f"{db} has format version {meta['format_version']}; this lightcol reads up to "
                                     f"{_FORMAT_VERSION}: upgrade lightcol.")
+        if meta.get("format_version", 0) < 2:
+            try:
+                meta = _upgrade(conn, db)
+            except BaseException:
+                conn.close()
+                raise
         try:
             if model is None:
                 recorded = meta.get("model_path")
@@ -299,18 +327,39 @@ class DocumentIndex:
             row = self._conn.execute("SELECT 1 FROM documents WHERE document_id = ?", (json.dumps(document_id),))
             return row.fetchone() is not None
 
-    def get(self, document_id: str | int) -> dict[str, Any]:
-        """``{"document_id", "content", "document_metadata"?}`` of one document (its whole text)."""
+    def get(self, document_id: str | int | None = None, *, where: Mapping[str, Any] | None = None,
+            limit: int | None = None, offset: int = 0) -> Any:
+        """One document by id: ``{"document_id", "content", "document_metadata"?}`` (its whole text);
+        or, with ``where`` (a metadata filter, see :meth:`search`), a list of such dicts of the matching
+        documents in the order they were added (``limit``/``offset`` page through them).
+
+        :raises KeyError: no document with that id. :raises FilterError: a malformed ``where``.
+        """
+        if (document_id is None) == (where is None):
+            raise ArgumentError("give a document_id or where (a metadata filter; where={} gets every document).")
+        if where is None:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT text, metadata FROM documents WHERE document_id = ?", (json.dumps(document_id),)
+                ).fetchone()
+            if row is None:
+                raise KeyError(f"no document with id {document_id!r} in {self.path}")
+            return _document(document_id, row[0], row[1])
+        limit = -1 if limit is None else _validate.integer("limit", limit, minimum=0)
+        offset = _validate.integer("offset", offset, minimum=0)
+        sql, params = _compile(where)
         with self._lock:
-            row = self._conn.execute(
-                "SELECT text, metadata FROM documents WHERE document_id = ?", (json.dumps(document_id),)
-            ).fetchone()
-        if row is None:
-            raise KeyError(f"no document with id {document_id!r} in {self.path}")
-        out: dict[str, Any] = {"document_id": document_id, "content": row[0]}
-        if row[1] is not None:
-            out["document_metadata"] = json.loads(row[1])
-        return out
+            rows = self._conn.execute(f"SELECT document_id, text, metadata FROM documents WHERE key IN ({sql}) "
+                                      "ORDER BY key LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+        return [_document(json.loads(r[0]), r[1], r[2]) for r in rows]
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """How many documents match the metadata filter ``where`` (see :meth:`search`); all with ``None``."""
+        if where is None:
+            return len(self)
+        sql, params = _compile(where)
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
 
     def __repr__(self) -> str:
         return (f"DocumentIndex({str(self.path)!r}, documents={len(self)}, passages={self.n_passages}, "
@@ -404,35 +453,46 @@ class DocumentIndex:
                     cur = conn.execute("INSERT INTO documents (document_id, text, metadata) VALUES (?, ?, ?)",
                                        (json.dumps(doc_id), text, meta))
                     keys.append(cur.lastrowid)
-                conn.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",
+                conn.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)",  # triggers fill passages_fts
                                  [(pid, keys[p.doc], p.start, p.end) for pid, p in zip(pids, passages, strict=True)])
+                _insert_fields(conn, keys, [None if m is None else json.loads(m) for m in metas])
                 return {"next_passage_id": first + len(passages)}
 
             self._commit(new_file, change)
         return ids
 
-    def delete(self, document_ids: Iterable[str | int] | str | int) -> None:
-        """Remove documents (and their passages) by id; all or nothing.
+    def delete(self, document_ids: Iterable[str | int] | str | int | None = None, *,
+               where: Mapping[str, Any] | None = None) -> int:
+        """Remove documents (and their passages) by id, or every document matching the metadata filter
+        ``where`` (see :meth:`search`); all or nothing. Returns how many were removed.
 
-        :raises ArgumentError: an id is not in the index (nothing is deleted).
+        :raises ArgumentError: an id is not in the index (nothing is deleted), or neither or both of
+            ``document_ids`` and ``where`` are given. :raises FilterError: a malformed ``where``.
         """
-        drop = [document_ids] if isinstance(document_ids, (str, int)) else list(document_ids)
-        if not drop:
-            return
+        if (document_ids is None) == (where is None):
+            raise ArgumentError("give document_ids or where (a metadata filter), not both" if document_ids is not None
+                                else "give document_ids or where (a metadata filter); where={} deletes everything.")
         with self._lock:
             self._refresh()
-            keys: list[int] = []
-            missing = []
-            for d in drop:
-                row = self._conn.execute("SELECT key FROM documents WHERE document_id = ?",
-                                         (json.dumps(_check_id(d, len(keys))),)).fetchone()
-                if row is None:
-                    missing.append(d)
-                else:
-                    keys.append(row[0])
-            if missing:
-                raise ArgumentError(f"document id(s) {missing[:5]!r} not in the index; nothing was deleted.")
-            keys = sorted(set(keys))
+            if where is not None:
+                sql, params = _compile(where)
+                keys = sorted(r[0] for r in self._conn.execute(sql, params))
+            else:
+                drop = [document_ids] if isinstance(document_ids, (str, int)) else list(document_ids)  # type: ignore[arg-type]
+                keys = []
+                missing = []
+                for d in drop:
+                    row = self._conn.execute("SELECT key FROM documents WHERE document_id = ?",
+                                             (json.dumps(_check_id(d, len(keys))),)).fetchone()
+                    if row is None:
+                        missing.append(d)
+                    else:
+                        keys.append(row[0])
+                if missing:
+                    raise ArgumentError(f"document id(s) {missing[:5]!r} not in the index; nothing was deleted.")
+                keys = sorted(set(keys))
+            if not keys:
+                return 0
             pids: list[int] = []
             for chunk in _chunks(keys):
                 q = f"SELECT passage_id FROM passages WHERE doc_key IN ({','.join('?' * len(chunk))})"
@@ -446,6 +506,7 @@ class DocumentIndex:
                     conn.execute(f"DELETE FROM documents WHERE key IN ({marks})", chunk)
 
             self._commit(new_file, change)
+            return len(keys)
 
     def _check_new_ids(self, ids: list[str | int], generated: bool) -> None:
         why = " (generated from the text: the same text was given twice or is already indexed)" if generated else ""
@@ -581,27 +642,91 @@ class DocumentIndex:
                 pass
 
     # -- search ----------------------------------------------------------------------------------
-    def _hits(self, q: Any, k: int, by_document: bool) -> list[tuple[int, float]]:
-        """``(passage_id, score)`` best first: the top ``k`` passages, or with ``by_document`` the
-        best passage of each of the top ``k`` documents (exact: passages are fetched until ``k``
-        distinct documents are among them, or all passages)."""
+    def _allowed(self, where: Mapping[str, Any] | None) -> tuple[tuple[str, list[Any]] | None, list[int] | None]:
+        """The filter's SQL (document keys) and the passage ids it allows (``None, None``: no filter)."""
+        if where is None:
+            return None, None
+        sql, params = _compile(where)
+        pids = [r[0] for r in self._conn.execute(f"SELECT passage_id FROM passages WHERE doc_key IN ({sql}) "
+                                                 "ORDER BY passage_id", params)]
+        return (sql, params), pids
+
+    def _ranked(self, text: str, q: Any, n: int, mode: str, alpha: float, fusion: str,
+                allowed_sql: tuple[str, list[Any]] | None, allowed: list[int] | None,
+                ) -> tuple[list[tuple[int, float]], dict[int, dict[str, float]]]:
+        """The ``n`` best passages by ``mode``, best first, and per passage the scores fused (hybrid)."""
+        from lightcol import keyword, passage_search
+
+        if mode == "maxsim":
+            return passage_search.top(self._vectors, q, n, allowed), {}
+        stats = self._keyword_stats
+        stats.refresh(self._meta["generation"], len(self._vectors) if self._vectors is not None else 0)
+        if mode == "keyword":
+            return keyword.search(self._conn, text, n, allowed_sql, stats), {}
+        from lightcol import fusion as _fusion
+
+        depth = max(n, HYBRID_DEPTH)
+        dense = dict(passage_search.top(self._vectors, q, depth, allowed))
+        sparse = dict(keyword.search(self._conn, text, depth, allowed_sql, stats))
+        dense.update(passage_search.scores(self._vectors, q, [p for p in sparse if p not in dense]))
+        sparse.update(keyword.scores(self._conn, text, [p for p in dense if p not in sparse], stats))
+        for p in dense:
+            sparse.setdefault(p, 0.0)  # matches no query word
+        both = {p: s for p, s in sparse.items() if p in dense}  # a passage gone from the vectors is dropped
+        fused = _fusion.fuse(dense, both, alpha, fusion)
+        ranked = sorted(fused.items(), key=lambda ps: (-ps[1], ps[0]))[:n]
+        return ranked, {p: {"maxsim_score": dense[p], "keyword_score": both[p]} for p, _ in ranked}
+
+    def _hits(self, text: str, q: Any, k: int, by_document: bool, mode: str = "maxsim", alpha: float = 0.5,
+              fusion: str = "relative", allowed_sql: tuple[str, list[Any]] | None = None,
+              allowed: list[int] | None = None) -> tuple[list[tuple[int, float]], dict[int, dict[str, float]]]:
+        """``(passage_id, score)`` best first: the top ``k`` passages, or with ``by_document`` one
+        passage for each of the top ``k`` documents (its best; scored by :func:`_aggregate` in
+        ``"maxsim"`` mode). Passages are fetched until ``k`` distinct documents are among them, or all."""
         vectors = self._vectors
         if vectors is None:
-            return []
-        n = len(vectors)
+            return [], {}
+        total = len(vectors) if allowed is None else len(allowed)
         if not by_document:
-            return vectors.search(q, min(k, n))
-        want = min(n, 4 * k)
+            return self._ranked(text, q, k, mode, alpha, fusion, allowed_sql, allowed)
+        want = min(total, 4 * k)
         while True:
-            hits = vectors.search(q, want)
+            hits, extra = self._ranked(text, q, want, mode, alpha, fusion, allowed_sql, allowed)
             docs = self._doc_keys([pid for pid, _ in hits])
             best: dict[int, tuple[int, float]] = {}
             for pid, score in hits:
                 if pid in docs:  # else deleted by another process since the vectors were loaded
                     best.setdefault(docs[pid], (pid, score))
-            if len(best) >= k or want >= n:
-                return list(best.values())[:k]
-            want = min(n, want * 4)
+            exhausted = want >= total or len(hits) < want
+            if mode == "maxsim" and DOCUMENT_AGGREGATION[0] != "max" and len(best) >= k:
+                best = self._aggregate(q, best)
+                # a document's score is at most its best passage's: one not fetched scores at most the
+                # last passage fetched, so the top k is final once the k-th document beats it
+                kth = sorted((s for _, s in best.values()), reverse=True)[k - 1]
+                if exhausted or kth >= hits[-1][1]:
+                    break
+            elif len(best) >= k or exhausted:
+                if mode == "maxsim" and DOCUMENT_AGGREGATION[0] != "max":
+                    best = self._aggregate(q, best)
+                break
+            want = min(total, want * 4)
+        return sorted(best.values(), key=lambda ps: (-ps[1], ps[0]))[:k], extra
+
+    def _aggregate(self, q: Any, best: dict[int, tuple[int, float]]) -> dict[int, tuple[int, float]]:
+        """Document scores from all their passages (see :data:`DOCUMENT_AGGREGATION`)."""
+        from lightcol import passage_search
+
+        keys = list(best)
+        rows: list[tuple[int, int]] = []
+        for chunk in _chunks(keys):
+            rows += self._conn.execute(f"SELECT doc_key, passage_id FROM passages WHERE doc_key IN "
+                                       f"({','.join('?' * len(chunk))}) ORDER BY passage_id", chunk).fetchall()
+        scores = passage_search.scores(self._vectors, q, [p for _, p in rows])
+        per_doc: dict[int, list[float]] = {}
+        for key, pid in rows:  # in passage order: the lead passage first
+            if pid in scores:
+                per_doc.setdefault(key, []).append(scores[pid])
+        return {key: (pid, aggregate(per_doc.get(key) or [s], s)) for key, (pid, s) in best.items()}
 
     def _doc_keys(self, pids: list[int]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -610,7 +735,8 @@ class DocumentIndex:
             out.update(self._conn.execute(q, chunk))
         return out
 
-    def _results(self, hits: list[tuple[int, float]]) -> list[dict[str, Any]]:
+    def _results(self, hits: list[tuple[int, float]], extra: dict[int, dict[str, float]] | None = None,
+                 ) -> list[dict[str, Any]]:
         rows: dict[int, tuple[Any, ...]] = {}
         for chunk in _chunks([pid for pid, _ in hits]):
             q = ("SELECT p.passage_id, substr(d.text, p.start + 1, p.end - p.start), d.document_id, d.metadata "
@@ -624,77 +750,126 @@ class DocumentIndex:
             content, doc_id, meta = rows[pid]
             result: dict[str, Any] = {"content": content, "score": float(score), "rank": len(out) + 1,
                                       "document_id": json.loads(doc_id), "passage_id": pid}
+            if extra and pid in extra:
+                result.update(extra[pid])
             if meta is not None:  # RAGatouille's key, and "metadata" (the same dict) for everyone else
                 result["document_metadata"] = result["metadata"] = json.loads(meta)
             out.append(result)
         return out
 
-    def search(self, query: str, k: int = 10, by_document: bool = False) -> list[dict[str, Any]]:
+    def search(self, query: str, k: int = 10, by_document: bool = False, *, where: Mapping[str, Any] | None = None,
+               mode: str = DEFAULT_MODE, alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION,
+               highlights: bool = False) -> list[dict[str, Any]]:
         """The ``k`` best passages for a query text, best first, as RAGatouille's result dicts:
         ``{"content", "score", "rank" (1-based), "document_id", "passage_id"}``, plus
         ``"document_metadata"`` (RAGatouille's key) and ``"metadata"`` (the same dict) for a document added with
         metadata.
 
-        ``by_document=True``: each document once, its best passage standing for it (``k`` documents).
+        Args:
+            by_document: each document once (``k`` documents), represented by its best passage; in
+                ``"maxsim"`` mode scored from all its passages (:data:`DOCUMENT_AGGREGATION`).
+            where: a metadata filter (:mod:`lightcol.filters`: ``{"lang": "en"}``, ``{"year":
+                {"$gte": 2020}}``, ``$in $nin $ne $exists $and $or $not``...), applied before the
+                top ``k``: ``k`` results whenever ``k`` passages (documents) match.
+            mode: ``"hybrid"`` (default: BM25 and MaxSim fused; results also carry ``"maxsim_score"``
+                and ``"keyword_score"``), ``"maxsim"`` (late interaction alone) or ``"keyword"`` (BM25
+                on SQLite FTS5 alone).
+            alpha: hybrid weight of MaxSim (``1``: MaxSim only, ``0``: keywords only; default 0.6), as Weaviate's.
+            fusion: hybrid fusion of the two rankings' top :data:`HYBRID_DEPTH` passages (each scored by
+                both): ``"relative"`` (min-max normalised scores, weighted: Weaviate's relativeScoreFusion)
+                or ``"rrf"`` (reciprocal rank fusion, ``1 / (60 + rank)``, weighted).
+            highlights: add ``"highlights"``: the passage's tokens that the query's tokens match best
+                by MaxSim, as ``{"start", "end", "text", "score"}`` character spans of ``"content"``
+                (:mod:`lightcol.highlights`).
+
+        :raises FilterError: a malformed ``where``. :raises ArgumentError: a bad ``k``, ``mode``, ``alpha``...
         """
         if not isinstance(query, str):
             raise ArgumentError(f"query must be a str, got {type(query).__name__}; use search_many for several.")
-        return self.search_many([query], k, by_document)[0]
+        return self.search_many([query], k, by_document, where=where, mode=mode, alpha=alpha, fusion=fusion,
+                                highlights=highlights)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10, by_document: bool = False) -> list[list[dict[str, Any]]]:
+    def search_many(self, queries: Sequence[str], k: int = 10, by_document: bool = False, *,
+                    where: Mapping[str, Any] | None = None, mode: str = DEFAULT_MODE, alpha: float = DEFAULT_ALPHA,
+                    fusion: str = DEFAULT_FUSION, highlights: bool = False) -> list[list[dict[str, Any]]]:
         """:meth:`search` for each query text (queries embedded in batches); one result list per query."""
         if isinstance(queries, str):
             raise ArgumentError("queries must be a list of str; use search for one query.")
         queries = list(queries)
+        for i, t in enumerate(queries):
+            if not isinstance(t, str):
+                raise ArgumentError(f"queries[{i}] is {type(t).__name__}; queries must be str.")
         k = _validate.integer("k", k, minimum=1)  # type: ignore[assignment]
+        _check_search_options(mode, alpha, fusion)
+        if where is not None:
+            _compile(where)  # a malformed filter raises before any work
         if not queries:
             return []
-        qv = list(self.model.query_embed(queries))
+        qv: list[Any] = (list(self.model.query_embed(queries)) if mode != "keyword" or highlights
+                         else [None] * len(queries))
         with self._lock:
             self._refresh()
             vectors = self._vectors
-            if vectors is not None and not by_document and self.backend == "collection":
-                all_hits = vectors.search_many(qv, min(k, len(vectors)))
+            if (vectors is not None and where is None and mode == "maxsim" and not by_document
+                    and self.backend == "collection"):
+                found = [(h, {}) for h in vectors.search_many(qv, min(k, len(vectors)))]
             else:
-                all_hits = [self._hits(q, k, by_document) for q in qv]
-            return [self._results(h) for h in all_hits]
+                allowed_sql, allowed = self._allowed(where)
+                found = [self._hits(t, q, k, by_document, mode, alpha, fusion, allowed_sql, allowed)
+                         for t, q in zip(queries, qv, strict=True)]
+            out = [self._results(h, extra) for h, extra in found]
+        if highlights:
+            from lightcol.highlights import highlight
+
+            for q, results in zip(qv, out, strict=True):
+                for r, spans in zip(results, highlight(self.model, q, [r["content"] for r in results]), strict=True):
+                    r["highlights"] = spans
+        return out
 
     # -- integrations ----------------------------------------------------------------------------
-    def as_langchain_retriever(self, k: int = 4, by_document: bool = False) -> Any:
+    def as_langchain_retriever(self, k: int = 4, by_document: bool = False, **search_kwargs: Any) -> Any:
         """A LangChain retriever (``pip install 'lightcol[langchain]'``): ``retriever.invoke(query)``
         returns ``Document``s whose ``page_content`` is the passage and ``metadata`` the document's
-        metadata plus ``document_id``, ``passage_id`` and ``relevance_score``."""
-        from lightcol.integrations.langchain import LightcolRetriever
+        metadata plus ``document_id``, ``passage_id`` and ``relevance_score``.
 
-        return LightcolRetriever(source=_PassageSource(self, by_document), model=self.model,
-                                 documents=_PassageDocuments(self), k=k)
+        ``search_kwargs`` (``where=`` or LangChain's ``filter=``, ``mode=``, ``alpha=``...) go to
+        :meth:`search`; ``retriever.invoke(query, filter={...})`` overrides them per call.
+        """
+        from lightcol.integrations.langchain import LightcolDocumentIndexRetriever
+
+        return LightcolDocumentIndexRetriever(index=self, k=k, search_kwargs={"by_document": by_document,
+                                                                              **search_kwargs})
+
+    def as_llama_index_retriever(self, similarity_top_k: int = 10, filters: Any = None, **search_kwargs: Any) -> Any:
+        """A LlamaIndex retriever (``pip install 'lightcol[llama-index]'``) returning ``NodeWithScore``s
+        of passages (``TextNode`` with the document's metadata plus ``document_id``, ``passage_id``).
+
+        ``filters``: LlamaIndex ``MetadataFilters`` or a ``where`` dict; ``search_kwargs`` go to :meth:`search`.
+        """
+        from lightcol.integrations.llama_index import LightcolDocumentIndexRetriever
+
+        return LightcolDocumentIndexRetriever(self, similarity_top_k=similarity_top_k, filters=filters,
+                                              search_kwargs=search_kwargs)
 
 
-class _PassageSource:
-    """What :class:`~lightcol.integrations.langchain.LightcolRetriever` searches: passage ids and scores."""
+def aggregate(scores: list[float], best: float) -> float:
+    """A document's score from its passages' MaxSim scores (in passage order) and the best of them:
+    see :data:`DOCUMENT_AGGREGATION`. Never above ``best``."""
+    how, w = DOCUMENT_AGGREGATION
+    if how == "lead":
+        return (1.0 - w) * best + w * scores[0]
+    if how == "mean":
+        return (1.0 - w) * best + w * sum(scores) / len(scores)
+    return best
 
-    def __init__(self, index: DocumentIndex, by_document: bool) -> None:
-        self.index, self.by_document = index, by_document
 
-    def search(self, query_vectors: Any, k: int = 10) -> list[tuple[int, float]]:
-        with self.index._lock:
-            self.index._refresh()
-            return self.index._hits(query_vectors, k, self.by_document)
-
-
-class _PassageDocuments:
-    """Passage id -> LangChain ``Document`` (content, the document's metadata and ids)."""
-
-    def __init__(self, index: DocumentIndex) -> None:
-        self.index = index
-
-    def __call__(self, pid: int) -> Any:
-        from lightcol.integrations.langchain import Document
-
-        with self.index._lock:
-            (r,) = self.index._results([(pid, 0.0)])
-        meta = {**r.get("document_metadata", {}), "document_id": r["document_id"], "passage_id": pid}
-        return Document(page_content=r["content"], metadata=meta, id=str(pid))
+def _check_search_options(mode: Any, alpha: Any, fusion: Any) -> None:
+    if mode not in _MODES:
+        raise ArgumentError(f"mode must be one of {', '.join(map(repr, _MODES))}; got {mode!r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ArgumentError(f"alpha must be a number from 0 (keywords only) to 1 (MaxSim only); got {alpha!r}.")
+    if fusion not in _FUSIONS:
+        raise ArgumentError(f"fusion must be one of {', '.join(map(repr, _FUSIONS))}; got {fusion!r}.")
 
 
 def _connect(db: Path) -> Any:
@@ -731,3 +906,61 @@ def _check_model(model: Any, meta: dict[str, Any], folder: Path) -> None:
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _IN_CHUNK):
         yield items[i : i + _IN_CHUNK]
+
+
+def _compile(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    from lightcol.filters import compile_where
+
+    return compile_where(where)
+
+
+def _document(document_id: Any, text: str, metadata: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"document_id": document_id, "content": text}
+    if metadata is not None:
+        out["document_metadata"] = json.loads(metadata)
+    return out
+
+
+def _add_search_tables(conn: Any) -> None:
+    """The metadata ``fields`` table (filters) and the FTS5 passage table (keyword search), filled from
+    what the index holds (inside the caller's transaction)."""
+    from lightcol import filters, keyword
+
+    have = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fields'").fetchone()
+    for stmt in filter(str.strip, filters.FIELDS_SCHEMA.split(";")):
+        conn.execute(stmt)
+    if have is None:
+        rows = conn.execute("SELECT key, metadata FROM documents WHERE metadata IS NOT NULL").fetchall()
+        _insert_fields(conn, [r[0] for r in rows], [json.loads(r[1]) for r in rows])
+    keyword.ensure(conn)
+
+
+def _insert_fields(conn: Any, keys: list[int], metadata: Sequence[Mapping[str, Any] | None] | None) -> None:
+    from lightcol.filters import flatten
+
+    if metadata is None:
+        return
+    conn.executemany("INSERT INTO fields VALUES (?, ?, ?, ?)",
+                     ((key, *row) for key, m in zip(keys, metadata, strict=True) for row in flatten(m)))
+
+
+def _upgrade(conn: Any, db: Path) -> dict[str, Any]:
+    """Bring an index of an older format version to this one in one transaction; its new meta."""
+    import sqlite3
+
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        raise IndexFormatError(f"{db} was written by an older lightcol and needs a one-time upgrade, which failed "
+                               f"({e}); open it once where the file is writable.") from e
+    try:
+        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        if meta.get("format_version", 0) < 2:  # else upgraded by another process meanwhile
+            _add_search_tables(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (json.dumps(_FORMAT_VERSION),))
+            meta["format_version"] = _FORMAT_VERSION
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return meta

@@ -121,3 +121,8 @@ class NonFiniteWarning(RuntimeWarning):
     """Documents scored NaN or infinite because their stored vectors hold NaN or infinite values
     (damaged data, e.g. a memory-mapped file changed on disk): they rank last. The message names them;
     ``MultiVectorCollection.nonfinite_ids()`` lists every such document of a collection."""
+
+
+class FilterError(ArgumentError):
+    """A ``where`` metadata filter is malformed: an unknown operator, a value of the wrong type for its
+    operator, an empty ``$and``... The message names the place in the filter (``where["year"]["$gte"]``)."""

@@ -40,7 +40,7 @@ def test_search_returns_ragatouille_results_with_ids_and_metadata(tmp_path, mode
     assert len(index) == len(texts)
     assert index.document_ids == ids
     query = "late interaction retrieval"
-    res = index.search(query, k=5)
+    res = index.search(query, k=5, mode="maxsim")
     assert [r["rank"] for r in res] == [1, 2, 3, 4, 5]
     ref = _reference(model, texts, query, 32)[:5]
     if backend == "collection":  # exact MaxSim: the same passages and scores as brute force
@@ -137,21 +137,33 @@ def test_bad_arguments(tmp_path, model, texts) -> None:
         DocumentIndex.open(tmp_path / "missing")
 
 
-def test_by_document_gives_each_document_once_scored_by_its_best_passage(tmp_path, model, texts) -> None:
-    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, max_document_length=16)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("aggregation", [("max", 0.0), ("lead", 0.2), ("mean", 0.3)])
+def test_by_document_gives_each_document_once_scored_from_its_passages(tmp_path, model, texts, backend, aggregation,
+                                                                       monkeypatch) -> None:
+    import lightcol.document_index as di
+
+    monkeypatch.setattr(di, "DOCUMENT_AGGREGATION", aggregation)
+    index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, max_document_length=16, backend=backend)
     query = "retrieval model evaluation"
-    docs = index.search(query, k=4, by_document=True)
-    passages = index.search(query, k=index.n_passages)
-    best: dict = {}
-    for r in passages:
-        best.setdefault(r["document_id"], r)
-    expected = list(best.values())[:4]
-    assert [(r["document_id"], r["passage_id"], r["content"]) for r in docs] == [
-        (r["document_id"], r["passage_id"], r["content"]) for r in expected
-    ]
-    np.testing.assert_allclose([r["score"] for r in docs], [r["score"] for r in expected], rtol=1e-6)
-    assert [r["rank"] for r in docs] == [1, 2, 3, 4]
-    assert len({r["document_id"] for r in index.search(query, k=50, by_document=True)}) == len(texts)
+    passages = index.search(query, k=index.n_passages, mode="maxsim")  # exhaustive on both backends
+    by_doc: dict = {}
+    for r in sorted(passages, key=lambda r: r["passage_id"]):  # passage order: the lead passage first
+        by_doc.setdefault(r["document_id"], []).append(r)
+    how, w = aggregation
+    expected = []
+    for doc, rs in by_doc.items():
+        best = max(rs, key=lambda r: r["score"])
+        scores = [r["score"] for r in rs]
+        score = {"max": best["score"], "lead": (1 - w) * best["score"] + w * scores[0],
+                 "mean": (1 - w) * best["score"] + w * sum(scores) / len(scores)}[how]
+        expected.append((doc, best["passage_id"], score))
+    expected.sort(key=lambda e: -e[2])
+    for k in (1, 4, 50):
+        docs = index.search(query, k=k, by_document=True, mode="maxsim")
+        assert [(r["document_id"], r["passage_id"]) for r in docs] == [e[:2] for e in expected[:k]]
+        np.testing.assert_allclose([r["score"] for r in docs], [e[2] for e in expected[:k]], rtol=1e-5)
+        assert [r["rank"] for r in docs] == list(range(1, min(k, len(texts)) + 1))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

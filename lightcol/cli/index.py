@@ -73,7 +73,16 @@ def register(sub: Any) -> None:
     s.add_argument("-k", "--k", type=int_at_least(1), default=10, help="results per query (default 10)")
     s.add_argument("--exact", action="store_true", help="final scores from the full-precision side file")
     s.add_argument("--by-document", action="store_true",
-                   help="document index: each document once, scored by its best passage")
+                   help="document index: each document once, scored from its passages")
+    s.add_argument("--where", metavar="JSON", default=None,
+                   help='document index: a metadata filter, e.g. \'{"lang": "en", "year": {"$gte": 2020}}\' '
+                        "($eq $ne $gt $gte $lt $lte $in $nin $exists $and $or $not)")
+    s.add_argument("--mode", choices=("maxsim", "keyword", "hybrid"), default=None,
+                   help="document index: MaxSim, BM25 keywords, or both fused (default: hybrid)")
+    s.add_argument("--alpha", type=float, default=None,
+                   help="document index, --mode hybrid: weight of MaxSim from 0 (keywords) to 1 (default 0.6)")
+    s.add_argument("--highlights", action="store_true",
+                   help="document index: add each passage's best-matching spans")
     add_model_options(s, default_from_index=True)
     s.set_defaults(run=run_search)
 
@@ -173,6 +182,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("give at least one QUERY or --queries-file")
     if os.path.isdir(args.index):
         return _search_documents(args, queries)
+    if args.where is not None or args.mode is not None or args.alpha is not None or args.highlights:
+        raise UsageError("--where, --mode, --alpha and --highlights need a document index (a folder built with "
+                         "--documents)")
     if not os.path.exists(args.index):
         return fail(f"no index file or document index folder at {args.index}; build one with 'lightcol index build'", 1)
     index = Index.open(args.index)
@@ -236,8 +248,24 @@ def _search_documents(args: argparse.Namespace, queries: list[str]) -> int:
     from lightcol import DocumentIndex
 
     model = _embedder(args) if args.model or args.model_path else None
+    from lightcol.errors import FilterError
+
+    options: dict[str, Any] = {"by_document": args.by_document, "highlights": args.highlights}
+    if args.where is not None:
+        try:
+            options["where"] = json.loads(args.where)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--where is not JSON ({e.msg} at character {e.pos}): {args.where!r}") from None
+    if args.mode is not None:
+        options["mode"] = args.mode
+    if args.alpha is not None:
+        options["alpha"] = args.alpha
     index = DocumentIndex.open(args.index, model=model, threads=args.threads, cuda=False)
+    try:
+        found = index.search_many(queries, args.k, **options)
+    except FilterError as e:
+        raise UsageError(f"--where: {e}") from None
     out = sys.stdout
-    for text, res in zip(queries, index.search_many(queries, args.k, by_document=args.by_document), strict=True):
+    for text, res in zip(queries, found, strict=True):
         out.write(json.dumps({"query": text, "results": res}, ensure_ascii=False) + "\n")
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 from lightcol._optional import require
 from lightcol.integrations._common import Searchable, check_top_n, lookup, query_vectors
 
-__all__ = ["LightcolReranker", "LightcolRetriever"]
+__all__ = ["LightcolReranker", "LightcolRetriever", "LightcolDocumentIndexRetriever"]
 
 _FEATURE = "lightcol.integrations.langchain"
 _documents = require("langchain_core.documents", "langchain", _FEATURE)
@@ -89,3 +89,50 @@ class LightcolRetriever(_retrievers.BaseRetriever):  # type: ignore[misc, name-d
         return out
 
 
+
+
+def _where(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``search_kwargs`` for :meth:`DocumentIndex.search`: LangChain's ``filter`` is lightcol's ``where``."""
+    from lightcol.errors import ArgumentError
+
+    out = dict(kwargs)
+    if "filter" in out:
+        if out.get("where") is not None:
+            raise ArgumentError("give the metadata filter as filter= or where=, not both.")
+        out["where"] = out.pop("filter")
+    out.pop("k", None)
+    return out
+
+
+class LightcolDocumentIndexRetriever(_retrievers.BaseRetriever):  # type: ignore[misc, name-defined]
+    """Passages of a :class:`~lightcol.DocumentIndex` for a query text (``index.as_langchain_retriever()``).
+
+    ``search_kwargs`` go to :meth:`~lightcol.DocumentIndex.search` (``filter``/``where``, ``mode``,
+    ``alpha``, ``by_document``...; ``"k"`` there sets ``k``, as in LangChain's vector-store retrievers);
+    keyword arguments of ``invoke`` override them for one call: ``retriever.invoke(q, filter={"lang": "en"})``.
+    Each ``Document`` has the passage as ``page_content``, its document's metadata plus ``document_id``,
+    ``passage_id`` and ``relevance_score`` as ``metadata``, and ``id`` the passage id.
+    """
+
+    index: Any
+    k: int = 4
+    search_kwargs: dict[str, Any] = _pydantic.Field(default_factory=dict)
+
+    model_config = _pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    @_pydantic.field_validator("k")
+    @classmethod
+    def _check_k(cls, v: int) -> int:
+        return check_top_n(v)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: Any = None, **kwargs: Any) -> list[Any]:
+        k = check_top_n(kwargs.get("k", self.search_kwargs.get("k", self.k)))
+        options = {**_where(self.search_kwargs), **_where(kwargs)}
+        out = []
+        for r in self.index.search(query, k, **options):
+            meta = {**r.get("document_metadata", {}), "document_id": r["document_id"], "passage_id": r["passage_id"],
+                    "relevance_score": r["score"]}
+            if "highlights" in r:
+                meta["highlights"] = r["highlights"]
+            out.append(Document(page_content=r["content"], metadata=meta, id=str(r["passage_id"])))
+        return out

@@ -19,7 +19,7 @@ from typing import Any
 from lightcol._optional import require
 from lightcol.integrations._common import Searchable, check_top_n, lookup, query_vectors
 
-__all__ = ["LightcolRerank", "LightcolRetriever"]
+__all__ = ["LightcolRerank", "LightcolRetriever", "LightcolDocumentIndexRetriever", "where_from_filters"]
 
 _FEATURE = "lightcol.integrations.llama_index"
 _bridge = require("llama_index.core.bridge.pydantic", "llama-index", _FEATURE)
@@ -84,4 +84,66 @@ class LightcolRetriever(_retrievers.BaseRetriever):  # type: ignore[misc, name-d
             if isinstance(node, str):
                 node = _schema.TextNode(text=node, id_=str(doc_id))
             out.append(_schema.NodeWithScore(node=node, score=float(score)))
+        return out
+
+
+_OPERATORS = {"==": "$eq", ">": "$gt", "<": "$lt", "!=": "$ne", ">=": "$gte", "<=": "$lte", "in": "$in",
+              "nin": "$nin", "any": "$in", "contains": "$eq"}
+
+
+def where_from_filters(filters: Any) -> dict[str, Any] | None:
+    """LlamaIndex ``MetadataFilters`` as a lightcol ``where`` dict (a dict is returned as it is).
+
+    Operators ``== != > >= < <= in nin`` map to ``$eq $ne $gt $gte $lt $lte $in $nin``; ``any`` (a
+    list field holding any of the values) to ``$in``, ``contains`` (holding the value) to ``$eq``,
+    ``all`` to an ``$and`` of ``$eq``s, ``is_empty`` to ``$exists: false``; conditions ``and or not``
+    to ``$and $or $not``. Text matching has no equivalent and raises :class:`~lightcol.FilterError`.
+    """
+    from lightcol.errors import FilterError
+
+    if filters is None or isinstance(filters, dict):
+        return filters
+    if hasattr(filters, "filters"):  # MetadataFilters
+        parts = [where_from_filters(f) for f in filters.filters]
+        condition = getattr(getattr(filters, "condition", None), "value", "and") or "and"
+        if not parts:
+            return {}
+        if condition == "not":
+            return {"$not": parts[0] if len(parts) == 1 else {"$and": parts}}
+        return parts[0] if len(parts) == 1 else {f"${condition}": parts}
+    op = getattr(filters.operator, "value", filters.operator)
+    if op == "all":
+        values = filters.value if isinstance(filters.value, list) else [filters.value]
+        return {"$and": [{filters.key: {"$eq": v}} for v in values]}
+    if op == "is_empty":
+        return {filters.key: {"$exists": False}}
+    if op not in _OPERATORS:
+        raise FilterError(f"LlamaIndex filter operator {op!r} on {filters.key!r} has no lightcol equivalent; use one "
+                          f"of {', '.join(sorted(_OPERATORS))}, all, is_empty.")
+    return {filters.key: {_OPERATORS[op]: filters.value}}
+
+
+class LightcolDocumentIndexRetriever(_retrievers.BaseRetriever):  # type: ignore[misc, name-defined]
+    """Passages of a :class:`~lightcol.DocumentIndex` (``index.as_llama_index_retriever()``) as
+    ``NodeWithScore``s: a ``TextNode`` (id: the passage id; metadata: the document's plus
+    ``document_id`` and ``passage_id``) scored as :meth:`~lightcol.DocumentIndex.search` scores it.
+
+    ``filters``: LlamaIndex ``MetadataFilters`` (see :func:`where_from_filters`) or a ``where`` dict;
+    ``search_kwargs``: more :meth:`~lightcol.DocumentIndex.search` options (``mode``, ``alpha``...).
+    """
+
+    def __init__(self, index: Any, similarity_top_k: int = 10, filters: Any = None,
+                 search_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self._index = index
+        self._top_k = check_top_n(similarity_top_k)
+        self._where = where_from_filters(filters)
+        self._search_kwargs = dict(search_kwargs or {})
+        super().__init__(**kwargs)
+
+    def _retrieve(self, query_bundle: Any) -> list[Any]:
+        out = []
+        for r in self._index.search(query_bundle.query_str, self._top_k, where=self._where, **self._search_kwargs):
+            meta = {**r.get("document_metadata", {}), "document_id": r["document_id"], "passage_id": r["passage_id"]}
+            node = _schema.TextNode(text=r["content"], id_=str(r["passage_id"]), metadata=meta)
+            out.append(_schema.NodeWithScore(node=node, score=float(r["score"])))
         return out
