@@ -432,17 +432,14 @@ class LateInteractionTextEmbedding:
         """Vectors of ``texts`` in input order; ``pool`` = (pool_factor, protected_tokens) pools them (float32 first)."""
         pooled = pool[0] > 1
         cast = dtype if not pooled else np.float32
-        ids = _rules.tokenize(self._doc_tokenizer, texts)
+        ids = self._tokenize(texts, is_doc=True)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1  # + marker
         order = np.argsort(lengths, kind="stable")
         result: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         for idx in _token_batches(lengths, order, batch_size, self.batch_tokens):
-            batch = _rules.build_documents([ids[i] for i in idx], self.spec.rules, self._skip)
-            vectors = self._run(batch)
-            if cast is not np.float32:
-                vectors = vectors.astype(cast)
+            vectors = self._encode([ids[i] for i in idx], is_doc=True, dtype=cast)
             for row, i in enumerate(idx.tolist()):
-                result[i] = vectors[row][batch.keep[row]]
+                result[i] = vectors[row]
         if pooled:
             from lightcol.pooling import pool_tokens_batch
 
@@ -452,13 +449,32 @@ class LateInteractionTextEmbedding:
         return result
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
-        ids = _rules.tokenize(self._query_tokenizer, texts)
+        ids = self._tokenize(texts, is_doc=False)
         rows = max(1, min(batch_size, self.batch_tokens // self.spec.rules.query_length))
         result: list[np.ndarray] = []
         for start in range(0, len(ids), rows):
-            vectors = self._run(_rules.build_queries(ids[start : start + rows], self.spec.rules))
-            result.extend(vectors.astype(dtype, copy=False))
+            result.extend(self._encode(ids[start : start + rows], is_doc=False, dtype=dtype))
         return result
+
+    def _tokenize(self, texts: Sequence[str], is_doc: bool) -> list[list[int]]:
+        """Token ids of ``[CLS] text [SEP]`` per text, truncated for documents or queries (no marker yet)."""
+        return _rules.tokenize(self._doc_tokenizer if is_doc else self._query_tokenizer, texts)
+
+    def _encode(self, ids: Sequence[Sequence[int]], is_doc: bool, dtype: type = np.float32) -> list[np.ndarray]:
+        """One ONNX Runtime call on token ids from :meth:`_tokenize`: each text's vectors, in order.
+
+        Documents keep their non-padding, non-skiplist rows ``(kept_tokens, dim)``; queries all
+        ``query_length`` rows. The batching service (:mod:`lightcol.serve`) merges texts of many
+        requests into one call through this method, so its vectors are ``embed``'s.
+        """
+        rules = self.spec.rules
+        if not is_doc:
+            return list(self._run(_rules.build_queries(ids, rules)).astype(dtype, copy=False))
+        batch = _rules.build_documents(ids, rules, self._skip)
+        vectors = self._run(batch)
+        if dtype is not np.float32:
+            vectors = vectors.astype(dtype)
+        return [vectors[row][batch.keep[row]] for row in range(len(ids))]
 
     def _stream(
         self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32",
