@@ -28,7 +28,7 @@ import numpy as np
 from lightcol import _optional
 from lightcol.errors import DuplicateIdError, LightcolError
 from lightcol.serve import requests as rq
-from lightcol.serve.batching import QUERY, QueueFull, ShuttingDown
+from lightcol.serve.batching import DOCUMENT, QUERY, QueueFull, ShuttingDown
 from lightcol.serve.service import DocumentsMissing, ServeConfig, Service, Unsupported
 
 _optional.require("fastapi", "serve", "lightcol serve")
@@ -213,12 +213,13 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
     async def parse(request: Request, route_name: str) -> dict[str, Any]:
         return rq.parse_object(await read_body(request, limits.max_body_bytes), route_name)
 
-    async def vectors(kind: str, texts: list[str]) -> list[np.ndarray]:
+    async def tokenized(kind: str, texts: list[str]) -> list[list[int]]:
         if sum(len(t) for t in texts) > _THREAD_CHARS:
-            ids = await asyncio.to_thread(service.tokenize, kind, texts)
-        else:
-            ids = service.tokenize(kind, texts)
-        return await asyncio.wrap_future(service.submit(kind, ids))
+            return await asyncio.to_thread(service.tokenize, kind, texts)
+        return service.tokenize(kind, texts)
+
+    async def vectors(kind: str, texts: list[str]) -> list[np.ndarray]:
+        return await asyncio.wrap_future(service.submit(kind, await tokenized(kind, texts)))
 
     # -- routes ------------------------------------------------------------------------------------
     async def embed(request: Request) -> Response:
@@ -250,7 +251,11 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
         req = rq.rerank(await parse(request, "POST /v1/rerank"), limits)
         if not req.documents:
             return _json({"model": service.model_name, "results": []})
-        (q,), docs = await asyncio.gather(vectors(QUERY, [req.query]), vectors("document", req.documents))
+        # the documents are admitted (or refused: 503) first; the query then rides along
+        doc_ids = await tokenized(DOCUMENT, req.documents)
+        docs_future = service.submit(DOCUMENT, doc_ids)
+        q_future = service.submit(QUERY, service.tokenize(QUERY, [req.query]), admit=False)
+        (q,), docs = await asyncio.gather(asyncio.wrap_future(q_future), asyncio.wrap_future(docs_future))
         k = len(docs) if req.top_n is None else req.top_n
         idx, scores = await asyncio.to_thread(maxsim.rank, q, docs, k)
         results = [{"index": int(i), "score": float(s)} for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]

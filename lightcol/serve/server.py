@@ -8,8 +8,10 @@ once the texts it holds are done.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -66,7 +68,15 @@ def run(app: Any, host: str = "127.0.0.1", port: int = 8080, *, graceful_timeout
         on_listen(url(sock))
     else:
         print(f"lightcol serve: listening on {url(sock)}", file=sys.stderr, flush=True)
+    # uvicorn re-raises the signal that stopped it once it is done; these handlers make that a no-op, so a
+    # graceful shutdown exits with status 0 (and a signal before uvicorn's own handlers still stops it)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: setattr(server, "should_exit", True))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -135,8 +135,8 @@ class Service:
     def tokenize(self, kind: str, texts: list[str]) -> list[list[int]]:
         return self.model._tokenize(texts, kind == DOCUMENT)
 
-    def submit(self, kind: str, ids: list[list[int]]) -> Future[list[np.ndarray]]:
-        return self.batcher.submit(kind, ids)
+    def submit(self, kind: str, ids: list[list[int]], admit: bool = True) -> Future[list[np.ndarray]]:
+        return self.batcher.submit(kind, ids, admit=admit)
 
     def index_info(self) -> dict[str, Any] | None:
         if self.index is None:
