@@ -337,7 +337,7 @@ def corpus():
 def test_search_an_index(tmp_path_factory, model, corpus):
     path = tmp_path_factory.mktemp("index") / "docs.lci"
     ids = [f"d{i}" for i in range(len(corpus))]
-    index = Index.build(path, ids, model.embed(corpus), model=model, nbits=2, show_progress=False)
+    index = Index.build(path, ids, model.embed(corpus), model=model, nbits=2, n_centroids=32, show_progress=False)
     s = Subprocess("--index", str(path), "--model-path", str(ONNX_DIR))
     try:
         with httpx.Client(base_url=s.url, timeout=30) as c:
