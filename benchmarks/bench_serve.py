@@ -92,9 +92,51 @@ async def _drive(host: str, port: int, bodies: list[bytes], callers: int) -> tup
     return time.perf_counter() - t0, latencies
 
 
+async def _drive_mixed(host: str, port: int, doc_bodies: list[bytes], query_bodies: list[bytes],
+                       callers: int) -> tuple[float, list[float]]:
+    """``callers`` document callers over ``doc_bodies`` and, meanwhile, one query caller (one query at a
+    time, in a loop until the documents are done): document wall seconds and the queries' latencies (ms)."""
+    done = asyncio.Event()
+    latencies: list[float] = []
+
+    async def query_caller() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            i = 0
+            while not done.is_set():
+                t = time.perf_counter()
+                await _request(reader, writer, b"/v1/embed", query_bodies[i % len(query_bodies)])
+                latencies.append((time.perf_counter() - t) * 1000)
+                i += 1
+        finally:
+            writer.close()
+
+    async def documents() -> float:
+        try:
+            seconds, _ = await _drive(host, port, doc_bodies, callers)
+            return seconds
+        finally:
+            done.set()
+
+    seconds, _ = await asyncio.gather(documents(), query_caller())
+    return seconds, latencies
+
+
+def _bodies(texts: list[str], kind: str) -> list[bytes]:
+    return [json.dumps({"texts": [t], "kind": kind, "encoding": "base64"}).encode() for t in texts]
+
+
+def drive_mixed(server: Server, docs: list[str], queries: list[str], callers: int) -> tuple[float, float, float]:
+    """Documents/s under ``callers`` document callers, and p50/p99 ms of one query caller meanwhile."""
+    seconds, lat = asyncio.run(_drive_mixed(server.host, server.port, _bodies(docs, "document"),
+                                            _bodies(queries, "query"), callers))
+    p50, p99 = p50_p99(lat)
+    return len(docs) / seconds, p50, p99
+
+
 def drive(server: Server, texts: list[str], kind: str, callers: int) -> tuple[float, float, float]:
     """requests/s, p50 ms, p99 ms."""
-    bodies = [json.dumps({"texts": [t], "kind": kind, "encoding": "base64"}).encode() for t in texts]
+    bodies = _bodies(texts, kind)
     asyncio.run(_drive(server.host, server.port, bodies[: 4 * callers], callers))  # warm-up
     seconds, lat = asyncio.run(_drive(server.host, server.port, bodies, callers))
     p50, p99 = p50_p99(lat)
@@ -126,7 +168,8 @@ def main() -> None:
             if mode == "batching":
                 idle = drive(server, queries[:112], "query", 1)
             results[mode] = {"query": drive(server, queries, "query", args.callers),
-                             "document": drive(server, docs, "document", args.callers)}
+                             "document": drive(server, docs, "document", args.callers),
+                             "mixed": drive_mixed(server, docs, queries, args.callers)}
             rss[mode] = server.rss_mib()
         finally:
             server.stop()
@@ -145,6 +188,10 @@ def main() -> None:
             rps, p50, p99 = results[mode][kind]
             rows.append([f"{unit}, {args.callers} callers", mode, f"{rps:.1f}", f"{p50:.1f}", f"{p99:.1f}",
                          f"{rss[mode]:.0f}"])
+    for mode in ("batching", "one at a time"):
+        dps, p50, p99 = results[mode]["mixed"]
+        rows.append([f"abstracts, {args.callers} callers + 1 query caller", mode, f"{dps:.1f}", "", "", ""])
+        rows.append(["  the query caller's queries meanwhile", mode, "", f"{p50:.1f}", f"{p99:.1f}", ""])
     assert idle is not None
     rows.append(["queries, 1 caller (idle)", "batching", f"{idle[0]:.1f}", f"{idle[1]:.1f}", f"{idle[2]:.1f}", ""])
     rows.append(["abstracts, in-process embed (ceiling)", "batched", f"{ceiling:.1f}", "", "", ""])
@@ -153,13 +200,20 @@ def main() -> None:
 
     qb, q1 = results["batching"]["query"], results["one at a time"]["query"]
     db, d1 = results["batching"]["document"], results["one at a time"]["document"]
+    mb = results["batching"]["mixed"]
     print()
     print_table(["target", "measured", "goal", "met"], [
         ["queries: batching / one at a time", f"{qb[0] / q1[0]:.2f}x", ">= 1.5x", _met(qb[0] / q1[0] >= 1.5)],
         ["abstracts: batching / one at a time", f"{db[0] / d1[0]:.2f}x", ">= 1.1x", _met(db[0] / d1[0] >= 1.1)],
         ["abstracts: batching / in-process embed", f"{db[0] / ceiling:.2f}x", ">= 0.9x", _met(db[0] / ceiling >= 0.9)],
         ["query p50 under load / idle query p50", f"{qb[1] / idle[1]:.2f}x", "<= 3x", _met(qb[1] / idle[1] <= 3)],
+        ["query p50 among document callers / idle query p50", f"{mb[1] / idle[1]:.2f}x", "<= 3x",
+         _met(mb[1] / idle[1] <= 3)],
     ])
+    # a closed loop of N callers without think time: mean latency = N / throughput (Little's law)
+    print(f"\nLittle's law: {args.callers} query callers at {qb[0]:.1f} queries/s wait {1000 * args.callers / qb[0]:.1f} "
+          f"ms on average; 3x the idle p50 ({3 * idle[1]:.1f} ms) would need {args.callers / (3 * idle[1] / 1000):.0f} "
+          "queries/s.")
 
 
 def _timed(fn) -> float:

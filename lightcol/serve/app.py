@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,12 @@ log = logging.getLogger("lightcol.serve")
 
 #: Above this many characters a request is tokenized in a worker thread (the event loop keeps serving).
 _THREAD_CHARS = 16_384
-#: Above this many floats a float-encoded response is written in a worker thread.
+#: Above this many floats a float-encoded response is written in a worker thread ...
 _THREAD_FLOATS = 65_536
+#: ... and above this many bytes a request body is parsed in one.
+_THREAD_BYTES = 1 << 20
+#: Worker threads (tokenizing, index searches, DocumentIndex changes).
+_WORKER_THREADS = 64
 
 
 class Unauthorized(Exception):
@@ -157,8 +162,15 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await asyncio.get_running_loop().run_in_executor(None, service.close)
+        # worker threads wait on the batcher (DocumentIndex searches) or tokenize: more than asyncio's
+        # default of cores + 4, so that such requests still reach the batcher together
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=_WORKER_THREADS, thread_name_prefix="lightcol-serve")
+        loop.set_default_executor(executor)
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(None, service.close)
 
     app = FastAPI(
         title="lightcol serve", version=_version(), lifespan=lifespan,
@@ -211,7 +223,10 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
                           responses=responses, openapi_extra=extra, response_model=None, include_in_schema=True)
 
     async def parse(request: Request, route_name: str) -> dict[str, Any]:
-        return rq.parse_object(await read_body(request, limits.max_body_bytes), route_name)
+        body = await read_body(request, limits.max_body_bytes)
+        if len(body) > _THREAD_BYTES:
+            return await asyncio.to_thread(rq.parse_object, body, route_name)
+        return rq.parse_object(body, route_name)
 
     async def tokenized(kind: str, texts: list[str]) -> list[list[int]]:
         if sum(len(t) for t in texts) > _THREAD_CHARS:

@@ -123,7 +123,9 @@ class Service:
         self.metrics.queue_tokens.set_function(lambda: self.batcher.queued_tokens)
         self.metrics.info.set(1, model.model_name, str(model.dim), str(model.model_variant or "float32"))
         self.index = index
-        self.is_document_index = index is not None and hasattr(index, "add") and hasattr(index, "document_ids")
+        from lightcol.document_index import DocumentIndex
+
+        self.is_document_index = isinstance(index, DocumentIndex)
         if self.is_document_index:
             index.model = BatchedModel(model, self.batcher)
         self.supports_where = index is not None and "where" in inspect.signature(index.search).parameters
