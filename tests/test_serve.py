@@ -248,7 +248,7 @@ def test_metrics_prometheus_text(client):
 def test_api_key(tmp_path):
     keys = tmp_path / "keys"
     keys.write_text("# service keys\nfirst-key-0123456789abcdef\n\nsecond-key-0123456789abcdef\n")
-    s = Subprocess("--model-path", str(ONNX_DIR), "--api-key-file", str(keys))
+    s = Subprocess("--model-path", str(ONNX_DIR), "--api-key-file", str(keys), "--max-body-bytes", "50000")
     try:
         with httpx.Client(base_url=s.url, timeout=30) as c:
             assert "Bearer" in error(c.post("/v1/embed", json={"texts": ["a"]}), 401, "Unauthorized")
@@ -266,7 +266,7 @@ def test_api_key(tmp_path):
             assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200  # probes stay open
             assert c.get("/openapi.json").json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
             # 401 before the body is read: a huge unauthenticated body gets 401, not 413
-            error(c.post("/v1/embed", content=b"x" * (20 << 20)), 401, "Unauthorized")
+            error(c.post("/v1/embed", content=b"x" * 60000), 401, "Unauthorized")
     finally:
         assert s.stop() == 0, s.log
 

@@ -113,7 +113,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
         from lightcol import DocumentIndex
 
         model = model_from(args.model, args.model_path) if args.model or args.model_path else None
-        options = {} if model is not None else {"threads": args.threads, "cuda": False}
+        options: dict[str, Any] = {} if model is not None else {"threads": args.threads, "cuda": False}
+        if model is None and args.quantized:
+            options["quantized"] = True
         index = DocumentIndex.open(args.index, model=model, **options)
         return index.model, index
     from lightcol import Index
@@ -153,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"lightcol serve: model {model.model_name} (dim {model.dim}){what}; {auth}; listening on {address}",
               file=sys.stderr, flush=True)
 
-    serve(app, args.host, args.port, graceful_timeout=args.graceful_timeout, log_level=args.log_level,
-          access_log=args.access_log, on_listen=announce)
+    try:
+        serve(app, args.host, args.port, graceful_timeout=args.graceful_timeout, log_level=args.log_level,
+              access_log=args.access_log, on_listen=announce)
+    finally:
+        if index is not None and hasattr(index, "close"):
+            index.close()
     return 0
