@@ -37,7 +37,7 @@ from typing import Any
 from lightcol import _derived, _optional
 
 #: Fuse attention into ONNX Runtime's Attention kernel by default? Measured on the MiniLM benchmark model
-#: (2 cores, ONNX Runtime 1.32, tools/profile_ops.py + bench_serverless.py --tables exports): the fused graph
+#: (2 cores, ONNX Runtime 1.32, benchmarks/profile_ops.py + bench_serverless.py --tables exports): the fused graph
 #: is not faster end to end (0.91-0.93x the own export's docs/s): Attention costs about what it replaces,
 #: and with it ONNX Runtime's session optimiser fuses SkipLayerNormalization, which is ~3x slower than the
 #: Add + LayerNormalization it replaces. Without it the rewritten graph is the fastest (1.02x the own export).
@@ -505,7 +505,7 @@ def _fuse(model: Any, attention: bool) -> Any:
     options.use_raw_attention_mask(True)  # any padding pattern, not just trailing
     options.enable_attention = attention
     # ONNX Runtime 1.32's CPU SkipLayerNormalization (residual Add + bias + LayerNorm in one) measured
-    # about twice as slow as the separate Add and LayerNormalization kernels (tools/profile_ops.py)
+    # about twice as slow as the separate Add and LayerNormalization kernels (benchmarks/profile_ops.py)
     options.enable_skip_layer_norm = False
     options.enable_bias_skip_layer_norm = False
     heads, hidden = heads_and_hidden(model) if attention else (0, 0)

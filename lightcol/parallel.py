@@ -84,6 +84,12 @@ _NO_MAIN_GUARD = (
     "with the 'spawn' method, which re-imports the main script, so put the calling code under "
     "`if __name__ == \"__main__\":` (see the worker's traceback above in stderr)."
 )
+#: The message raised inside a spawned worker that is re-importing a main script without the guard.
+_IN_WORKER_IMPORT = (
+    "embed(..., parallel=N) was called while an embedding worker process was importing the main script "
+    "(worker processes are started with the 'spawn' method, which re-imports it): the script calls "
+    "embed(..., parallel=N) at module level. Put the calling code under `if __name__ == \"__main__\":`."
+)
 
 
 def _check_alive(procs: list[Any], started: set[int] | None = None) -> None:
@@ -152,7 +158,7 @@ def embed_documents(
     """
     if getattr(mp.process.current_process(), "_inheriting", False):
         # We are a spawned worker re-importing the caller's main script, which has no main guard.
-        raise WorkerError(_NO_MAIN_GUARD.format(codes=1))
+        raise WorkerError(_IN_WORKER_IMPORT)
     ctx = mp.get_context("spawn")
     inbox, outbox = ctx.Queue(), ctx.Queue()
     parent = os.getpid()

@@ -31,7 +31,7 @@ SPECIAL_TOKENS = 3
 _CHUNK = 512
 #: A sentence cut is preferred only when the passage keeps at least this share of the budget: fuller
 #: passages retrieve better (CISI at 64 tokens, document nDCG@10: 0.357 at a share of 0.5, 0.377 never
-#: preferring sentences; tools/bench_documents.py), so a sentence end wins only when it costs little.
+#: preferring sentences; benchmarks/bench_documents.py), so a sentence end wins only when it costs little.
 _MIN_SENTENCE_SHARE = 0.9
 #: Per code point below U+10000: ``str.isspace`` (none above U+3000), sentence-ending punctuation,
 #: and closing quotes or brackets (a sentence end may be followed by one).

@@ -484,7 +484,7 @@ def _native_threads() -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_model_loads_leak_no_files_or_threads() -> None:
-    # 1,000 loads take about 2 minutes (tools/bench_memory.py --loads 1000); a leak of one handle or thread per
+    # 1,000 loads take about 2 minutes (benchmarks/bench_memory.py --loads 1000); a leak of one handle or thread per
     # load, or one every few dozen loads, shows in 100.
     def cycle(n: int) -> None:
         for _ in range(n):

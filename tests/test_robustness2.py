@@ -382,25 +382,44 @@ def test_embedding_size_and_get_embedding_size(model) -> None:
         LateInteractionTextEmbedding.get_embedding_size("no/such")
 
 
-def test_parallel_without_main_guard_says_what_to_do(tmp_path: Path) -> None:
+def _noguard_script(tmp_path: Path, report: Path) -> Path:
+    """A script that calls embed(parallel=2) at module level, without the main guard.
+
+    The spawned workers re-import it (as ``__mp_main__``) and share the parent's stdout and
+    stderr, where their writes interleave with each other's; so the parent alone (``__name__ ==
+    "__main__"``) reports its uncaught exception, to a file no worker writes.
+    """
     script = tmp_path / "noguard.py"
     script.write_text(
         textwrap.dedent(
             f"""
             import sys
             sys.path.insert(0, {str(ROOT)!r})
+            if __name__ == "__main__":
+                def _report(kind, exc, tb):
+                    with open({str(report)!r}, "w") as f:
+                        f.write(f"{{kind.__name__}}: {{exc}}")
+                    sys.__excepthook__(kind, exc, tb)
+                sys.excepthook = _report
             from lightcol import LateInteractionTextEmbedding
             m = LateInteractionTextEmbedding(specific_model_path={str(ONNX_DIR)!r}, cuda=False)
-            try:
-                list(m.embed(["some text"] * 300, batch_size=8, parallel=2))
-            except Exception as e:
-                print("ERROR", type(e).__name__, e)
+            list(m.embed(["some text"] * 300, batch_size=8, parallel=2))
             """
         )
     )
+    return script
+
+
+def test_parallel_without_main_guard_says_what_to_do(tmp_path: Path) -> None:
+    report = tmp_path / "parent-error.txt"
+    script = _noguard_script(tmp_path, report)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert "ERROR WorkerError" in out.stdout, out.stdout + out.stderr
-    assert 'if __name__ == "__main__":' in out.stdout
+    assert out.returncode == 1, out.stdout + out.stderr
+    parent = report.read_text()
+    assert parent.startswith("WorkerError: embedding worker process(es) exited during start-up"), parent
+    assert 'put the calling code under `if __name__ == "__main__":`' in parent
+    # Each worker fails on the call itself, naming it (one write per message line: never split).
+    assert "was called while an embedding worker process was importing the main script" in out.stderr
 
 
 def test_download_to_refuses_a_non_empty_folder(tmp_path: Path) -> None:

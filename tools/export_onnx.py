@@ -115,7 +115,7 @@ def load_colbert_ai(folder: Path) -> tuple[Any, Any, list[Any], dict[str, Any]]:
     meta = meta.get("config", meta)
     config = AutoConfig.from_pretrained(str(folder))
     # eager attention exports as plain MatMul/Softmax, which ONNX Runtime runs about 8% faster than the
-    # SDPA export (no Where/IsNaN guards for fully masked rows); measured with tools/bench_embed.py
+    # SDPA export (no Where/IsNaN guards for fully masked rows); measured with benchmarks/bench_embed.py
     encoder = AutoModel.from_config(config, attn_implementation="eager")
     state = _load_state_dict(folder)
     prefix = encoder.base_model_prefix + "."

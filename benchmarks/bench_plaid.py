@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""colbert-ai's own PLAID index on CPU, the anchor for lightcol.Index (``tools/bench_index.py --plaid``).
+"""colbert-ai's own PLAID index on CPU, the anchor lightcol.Index is compared with (``bench_index.py --plaid``).
 
 Runs in the colbert-ai environment (``.venv-colbert``: colbert-ai, faiss-cpu, torch CPU, transformers<4.50),
-not lightcol's; ``tools/bench_index.py --cisi-only --plaid`` (CISI) and ``tools/bench_index.py --n 20000
+not lightcol's; ``benchmarks/bench_index.py --cisi-only --plaid`` (CISI) and ``benchmarks/bench_index.py --n 20000
 --plaid`` (gcide passages) call it as a subprocess and read its JSON:
 
-    .venv-colbert/bin/python tools/bench_plaid.py run --corpus cisi --nbits 2,4 --workdir /tmp/plaid --out plaid.json
-    .venv-colbert/bin/python tools/bench_plaid.py run --corpus gcide:20000:100 ...   # passages:queries
+    .venv-colbert/bin/python benchmarks/bench_plaid.py run --corpus cisi --nbits 2,4 --workdir plaid-work --out plaid.json
+    .venv-colbert/bin/python benchmarks/bench_plaid.py run --corpus gcide:20000:100 ...   # passages:queries
 
 For each nbits: build the index from the texts (colbert-ai embeds them itself; build seconds in total
 and with the encoder's own time taken out), then in a fresh process open it (``Searcher``: model +
@@ -32,8 +32,7 @@ from pathlib import Path
 os.environ.setdefault("COLBERT_LOAD_TORCH_EXTENSION_VERBOSE", "False")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only: colbert-ai reads torch.cuda.device_count()
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+from common import BENCH_CHECKPOINT, gcide_passages, gcide_queries, latencies_ms, load_cisi, p50_p99
 
 EXPERIMENT = "plaid"
 
@@ -41,16 +40,12 @@ EXPERIMENT = "plaid"
 def _corpus(name: str) -> tuple[list[str], list, dict]:
     """(passage texts, their ids, {query id: text}) of ``cisi`` or ``gcide:N_PASSAGES:N_QUERIES``."""
     if name == "cisi":
-        from cisi import load_cisi
-
         docs, queries, _ = load_cisi()
         return list(docs.values()), list(docs), queries
     kind, n, nq = name.split(":")
     if kind != "gcide":
         raise SystemExit(f"unknown corpus {name!r}: cisi or gcide:N:Q")
-    import gcide
-
-    return gcide.load_passages(int(n)), list(range(int(n))), dict(enumerate(gcide.queries(int(n), int(nq))))
+    return gcide_passages(int(n)), list(range(int(n))), dict(enumerate(gcide_queries(int(n), int(nq))))
 
 
 def _name(args: argparse.Namespace, nbits: int) -> str:
@@ -138,23 +133,10 @@ def search(args: argparse.Namespace) -> dict:
         latency, search_only = {}, {}
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            latency[threads] = _percentiles(lambda text: searcher.search(text, k=10), texts)
-            search_only[threads] = _percentiles(lambda q: searcher.dense_search(q, k=10), encoded)
+            latency[threads] = list(p50_p99(latencies_ms(lambda text: searcher.search(text, k=10), texts)))
+            search_only[threads] = list(p50_p99(latencies_ms(lambda q: searcher.dense_search(q, k=10), encoded)))
     return {"nbits": args.nbits, "open_s": open_s, "index_open_s": index_open_s, "ranked": ranked,
             "latency_ms": latency, "search_only_ms": search_only, "knobs": {k: getattr(searcher.config, k) for k in ("ncells", "centroid_score_threshold", "ndocs")}}
-
-
-def _percentiles(fn, items: list) -> list[float]:
-    """p50 and p99 ms of ``fn(item)``, one item at a time, after one warm-up call."""
-    import numpy as np
-
-    fn(items[0])
-    ms = []
-    for item in items:
-        t = time.perf_counter()
-        fn(item)
-        ms.append((time.perf_counter() - t) * 1000)
-    return [float(np.percentile(ms, 50)), float(np.percentile(ms, 99))]
 
 
 def vectors(args: argparse.Namespace) -> dict:
@@ -204,7 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["run", "build", "search", "vectors"])
     ap.add_argument("--corpus", default="cisi", help="cisi, or gcide:N_PASSAGES:N_QUERIES")
-    ap.add_argument("--checkpoint", default=str(ROOT / ".bench" / "minilm-colbert"))
+    ap.add_argument("--checkpoint", default=str(BENCH_CHECKPOINT))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--nbits", default="2,4")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for building and embedding")

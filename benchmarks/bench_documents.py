@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Long documents on CISI: splitting into passages vs truncation, document-level nDCG@10.
+"""Long documents on CISI: splitting into passages vs truncating at the model's length, document-level nDCG@10.
 
     python tools/make_bench_model.py            # once: .bench/minilm-colbert-onnx
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python tools/bench_documents.py [--length 64] [--overlap 16]
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_documents.py [--length 64] [--overlap 16]
 
 With the MiniLM benchmark model given a document length of ``--length`` tokens (a copy of its
 folder whose ``lightcol_config.json`` says so; the ONNX files are linked, not copied), each CISI
@@ -24,17 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import BENCH_MODEL, load_cisi, ndcg_at, print_table, recall_at, require_bench_model
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from cisi import load_cisi, ndcg_at, recall_at  # noqa: E402
-
-from lightcol import LateInteractionTextEmbedding, maxsim, split_documents  # noqa: E402
-from lightcol.splitting import full_tokenizer  # noqa: E402
-
-MODEL = ROOT / ".bench" / "minilm-colbert-onnx"
+from lightcol import LateInteractionTextEmbedding, maxsim, split_documents
+from lightcol.splitting import full_tokenizer
 
 
 def with_length(model_dir: Path, length: int, into: Path) -> Path:
@@ -66,7 +59,7 @@ def document_ranking(model, passages_text: list[str], owner: np.ndarray, n_docs:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument("--model", type=Path, default=BENCH_MODEL)
     ap.add_argument("--length", type=int, default=64, help="short document length (default 64)")
     ap.add_argument("--overlap", type=int, default=16, help="also split with this overlap (0: skip; default 16)")
     ap.add_argument("--threads", type=int, default=None)
@@ -74,8 +67,7 @@ def main() -> None:
                     help="rows to run, comma-separated, of: truncate, split, overlap (split at --length), "
                          "reference (truncate at the model's length), split-reference (split at the model's length)")
     args = ap.parse_args()
-    if not args.model.is_dir():
-        raise SystemExit(f"{args.model} missing: run tools/make_bench_model.py first")
+    require_bench_model(args.model)
     docs, queries, qrels = load_cisi()
     doc_ids, texts = list(docs), list(docs.values())
     q_ids, q_texts = list(queries), list(queries.values())
@@ -118,12 +110,9 @@ def main() -> None:
             rows.append((name, len(ptexts), vecs, ndcg_at(ranked, relevant, 10), recall_at(ranked, relevant, 100),
                          embed_s, split_s))
             print(f"  {name}: done in {embed_s + split_s:.0f} s", file=sys.stderr, flush=True)
-    head = ("setting", "passages", "vectors", "nDCG@10", "R@100", "embed s", "split s", "split/embed")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for name, n, vecs, nd, rc, es, ss in rows:
-        share = f"{ss / es:.1%}" if ss else "-"
-        print(f"| {name} | {n} | {vecs} | {nd:.4f} | {rc:.4f} | {es:.1f} | {ss:.2f} | {share} |")
+    print_table(("setting", "passages", "vectors", "nDCG@10", "R@100", "embed s", "split s", "split/embed"),
+                [(name, n, vecs, f"{nd:.4f}", f"{rc:.4f}", f"{es:.1f}", f"{ss:.2f}", f"{ss / es:.1%}" if ss else "-")
+                 for name, n, vecs, nd, rc, es, ss in rows])
     print(f"threads={args.threads or 'default'}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Integrations benchmark on CISI with the MiniLM benchmark model (``.bench/minilm-colbert-onnx``).
+"""Vector stores on CISI: Qdrant local mode and embedded LanceDB vs lightcol's exhaustive MaxSim (quality,
+agreement, speed), with the MiniLM benchmark model (``.bench/minilm-colbert-onnx``).
 
-    flock /tmp/lightcol-bench.lock nice -n 0 python tools/bench_integrations.py [--docs 300] [--batch-size 64]
+    python benchmarks/bench_integrations.py [--docs 300] [--batch-size 64]
 
 Quality (all 1,460 CISI documents, the 76 judged queries): nDCG@10 of lightcol's exhaustive MaxSim
 (``MultiVectorCollection.search``), Qdrant local mode (``:memory:``, plain MaxSim, and MUVERA prefetch +
@@ -18,24 +19,15 @@ Throughput (the first ``--docs`` documents, real embedding each time): documents
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import BENCH_MODEL, load_cisi, ndcg_at_k, print_table, require_bench_model, timed
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from cisi import load_cisi, ndcg_at_k  # noqa: E402
-
-from lightcol import LateInteractionTextEmbedding, Muvera, MultiVectorCollection  # noqa: E402
-from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED_FIT  # noqa: E402
-
-MODEL_DIR = ROOT / ".bench" / "minilm-colbert-onnx"
+from lightcol import LateInteractionTextEmbedding, Muvera, MultiVectorCollection
+from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED_FIT
 
 
 class CachedModel:
@@ -142,9 +134,7 @@ def throughput(model: LateInteractionTextEmbedding, n_docs: int, batch_size: int
     best = dict.fromkeys(paths, 0.0)
     for _ in range(rounds):
         for name, run in paths.items():
-            t = time.perf_counter()
-            run()
-            best[name] = max(best[name], n_docs / (time.perf_counter() - t))
+            best[name] = max(best[name], n_docs / timed(run))
     return list(best.items())
 
 
@@ -153,17 +143,14 @@ def report_throughput(model: LateInteractionTextEmbedding, args: argparse.Namesp
     embed = tp[0][1]
     print(f"\nThroughput, first {args.docs} CISI documents, batch_size {args.batch_size}, best of {args.rounds} "
           "interleaved rounds (ratio to embedding only):")
-    print(f"| {'path':<34} | docs/s | ratio |\n|{'-' * 36}|--------|-------|")
-    for name, dps in tp:
-        print(f"| {name:<34} | {dps:6.1f} | {dps / embed:5.2f} |", flush=True)
+    print_table(("path", "docs/s", "ratio"), [(name, f"{dps:.1f}", f"{dps / embed:.2f}") for name, dps in tp])
 
 
 def report_quality(model: LateInteractionTextEmbedding, args: argparse.Namespace) -> None:
     n_queries, rows = quality(model, args.batch_size, args.prefetch)
     print(f"\nCISI nDCG@10 (all documents, {n_queries} judged queries), MiniLM ColBERT:")
-    print(f"| {'search path':<50} | nDCG@10 | top 10 vs exhaustive | ms/query |\n|{'-' * 52}|---------|{'-' * 40}|----------|")
-    for name, nd, agree, ms in rows:
-        print(f"| {name:<50} | {nd:.4f}  | {agree:<38} | {ms:8.1f} |")
+    print_table(("search path", "nDCG@10", "top 10 vs exhaustive", "ms/query"),
+                [(name, f"{nd:.4f}", agree, f"{ms:.1f}") for name, nd, agree, ms in rows])
 
 
 def main() -> int:
@@ -175,7 +162,7 @@ def main() -> int:
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
     args = p.parse_args()
-    model = LateInteractionTextEmbedding(specific_model_path=MODEL_DIR, cuda=False)
+    model = LateInteractionTextEmbedding(specific_model_path=require_bench_model(BENCH_MODEL), cuda=False)
     if not args.skip_throughput:
         report_throughput(model, args)
     if not args.skip_quality:

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark of ``lightcol embed`` (files -> Parquet) and ``lightcol.ray`` against in-process ``embed``.
+"""``lightcol embed`` (files -> Parquet) and ``lightcol.ray`` vs in-process ``embed``: throughput and peak RSS.
 
     flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
-        .venv/bin/python tools/bench_embed_job.py [--repeat 3] [--docs 730] [--rss 20000 200000] [--no-ray]
+        .venv/bin/python benchmarks/bench_embed_job.py [--repeat 3] [--docs 730] [--rss 20000 200000] [--no-ray]
 
-Texts: CISI abstracts (title + abstract; ``$LIGHTCOL_CISI_DIR``), repeated with varied ids up to
+Texts: CISI abstracts (title + abstract; ``common.load_cisi``), repeated with varied ids up to
 ``--docs``, in a JSONL file. Model: ``.bench/minilm-colbert-onnx`` (``--model-path``), batch 256,
 float32. On a shared machine the load drifts, so every comparison is made of ``--repeat`` pairs of runs
 back to back, and the ratio shown is the median of the pairs' ratios:
@@ -32,11 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-MODEL_DIR = ROOT / ".bench" / "minilm-colbert-onnx"
-os.environ.setdefault("LIGHTCOL_CISI_DIR", "/work/shared/data/cisi")
-TINY = ROOT / "tests" / "fixtures" / "tiny-colbert-onnx"
+from common import BENCH_MODEL, ROOT, TINY_MODEL, load_cisi, print_table
 
 _INPROC = """
 import json, sys, time
@@ -141,8 +137,6 @@ def run_py(code: str, *args: str) -> dict:
 
 
 def cisi_texts() -> list[str]:
-    from cisi import load_cisi
-
     docs, _, _ = load_cisi()
     return [docs[k] for k in sorted(docs)]
 
@@ -155,7 +149,7 @@ def write_jsonl(path: Path, texts: list[str], n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model-path", default=str(MODEL_DIR))
+    ap.add_argument("--model-path", default=str(BENCH_MODEL))
     ap.add_argument("--docs", type=int, default=730, help="texts for the throughput rows (default: half of CISI)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3, help="pairs of runs")
@@ -180,17 +174,17 @@ def main() -> None:
         for n in args.rss:
             path = Path(tmp) / f"rss-{n}.jsonl"
             write_jsonl(path, texts, n)
-            r = run_py(_RSS, str(path), str(Path(tmp) / f"rss-out-{n}"), str(TINY))
+            r = run_py(_RSS, str(path), str(Path(tmp) / f"rss-out-{n}"), str(TINY_MODEL))
             rss.append((n, r))
             path.unlink()
 
     print(f"model {Path(args.model_path).name}, {args.docs} CISI texts (JSONL), batch {args.batch_size}, float32, "
           f"{os.cpu_count()} cores; {args.repeat} pairs of runs back to back, ratio = median of the pairs' ratios")
-    print(f"{'run':<30}{'docs':>6}{'docs/s per pair':>32}{'ratio (median)':>16}")
+    table = []
 
     def row(name: str, n: int, rates: list[float], ratios: list[float] | None) -> None:
         r = "" if ratios is None else f"{statistics.median(ratios):.3f}"
-        print(f"{name:<30}{n:>6}{' '.join(f'{x:6.1f}' for x in rates):>32}{r:>16}")
+        table.append((name, n, " ".join(f"{x:.1f}" for x in rates), r))
 
     n = pairs[0][0]["n"]
     row("in-process embed", n, [a["n"] / a["seconds"] for a, _ in pairs], None)
@@ -200,16 +194,17 @@ def main() -> None:
         rp = ray_row["pairs"]
         row("in-process (Ray driver)", n, [p["n"] / p["inproc"] for p in rp], None)
         row("ray 2 actors x 1 thread", n, [p["n"] / p["ray"] for p in rp], [p["inproc"] / p["ray"] for p in rp])
+    print_table(("run", "docs", "docs/s per pair", "ratio (median)"), table)
+    if ray_row is not None:
         per_batch = ray_row["identity_seconds"] / ray_row["identity_batches"] * 1000
         print(f"ray: actor start + model load {ray_row['startup']:.2f} s (included in the ray rows); overhead per "
               f"batch of {args.rows_per_batch} rows (identity UDF, 2 actors): {per_batch:.2f} ms "
               f"({ray_row['identity_batches']} more batches took {ray_row['identity_seconds']:.2f} s more)")
     if rss:
         print("\npeak RSS of 'lightcol embed' (tiny test model, float16 output):")
-        print(f"{'texts':>8}{'seconds':>10}{'peak RSS MiB':>14}{'vs first':>10}")
         first = rss[0][1]["peak_rss_mib"]
-        for n, r in rss:
-            print(f"{n:>8}{r['seconds']:>10.1f}{r['peak_rss_mib']:>14.1f}{r['peak_rss_mib'] / first:>10.3f}")
+        print_table(("texts", "seconds", "peak RSS MiB", "vs first"),
+                    [(n, f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:.1f}", f"{r['peak_rss_mib'] / first:.3f}") for n, r in rss])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Compact multi-vectors on CISI: token pooling and MUVERA, quality and speed, vs SciPy and FastEmbed.
 
     python tools/make_bench_model.py            # once: .bench/minilm-colbert-onnx
-    python tools/bench_compact.py [--cache /work/cache/cisi-minilm.npz]
+    python benchmarks/bench_compact.py [--cache .bench/cisi-minilm.npz] [--search]
 
 Prints two tables (all 1,460 CISI abstracts, 112 queries, the MiniLM benchmark model):
 
@@ -17,26 +17,17 @@ Prints two tables (all 1,460 CISI abstracts, 112 queries, the MiniLM benchmark m
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import (BENCH_MODEL, FASTEMBED_PY, embedded_cisi, load_cisi, ndcg_at, overlap_at, print_table,
+                    recall_at, timed)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from cisi import embedded, load_cisi, ndcg_at, overlap_at, recall_at  # noqa: E402
-
-from lightcol import Muvera, maxsim, pool_tokens_batch  # noqa: E402
-from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, RECOMMENDED_FIT, WEAVIATE_DEFAULTS  # noqa: E402
-
-MODEL = ROOT / ".bench" / "minilm-colbert-onnx"
-FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
+from lightcol import Muvera, maxsim, pool_tokens_batch
+from lightcol.muvera import FASTEMBED_DEFAULTS, RECOMMENDED, RECOMMENDED_FIT, WEAVIATE_DEFAULTS
 
 _FASTEMBED_TIMER = """
 import sys, time, numpy as np
@@ -83,12 +74,7 @@ def embed_and_pool_seconds(model_dir: Path, n: int) -> tuple[float, float, float
     t = time.perf_counter()
     vecs = list(model.embed(texts, batch_size=32))
     embed_s = time.perf_counter() - t
-    t = time.perf_counter()
-    pool_tokens_batch(vecs, 2)
-    ours = time.perf_counter() - t
-    t = time.perf_counter()
-    scipy_pool(vecs, 2)
-    return embed_s, ours, time.perf_counter() - t, len(texts)
+    return embed_s, timed(lambda: pool_tokens_batch(vecs, 2)), timed(lambda: scipy_pool(vecs, 2)), len(texts)
 
 
 def pooling_table(doc_ids, dv, qv, rel, speed: tuple[float, float, float, int]) -> None:
@@ -99,23 +85,21 @@ def pooling_table(doc_ids, dv, qv, rel, speed: tuple[float, float, float, int]) 
     print(f"Overhead at pool factor 2, timed in this run on {n_docs} abstracts: embedding {e:.2f} s, lightcol pooling "
           f"{ours_s:.3f} s = {100 * ours_s / e:.1f}% of embedding ({1000 * ours_s / n_docs:.2f} ms/doc), SciPy pooling "
           f"{scipy_s:.3f} s = {100 * scipy_s / e:.1f}% ({1000 * scipy_s / n_docs:.2f} ms/doc).\n")
-    print("| pool factor | vectors | per doc | nDCG@10 | recall@100 | overlap@10 vs unpooled | lightcol pooling ms/doc | SciPy pooling ms/doc |")
-    print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for factor in (1, 2, 3, 4):
         t = time.perf_counter()
         pooled = pool_tokens_batch(dv, factor)
         ours = time.perf_counter() - t
-        if factor > 1:
-            t = time.perf_counter()
-            scipy_pool(dv, factor)
-            theirs = time.perf_counter() - t
+        theirs = timed(lambda: scipy_pool(dv, factor)) if factor > 1 else 0.0  # noqa: B023
         idx, _ = maxsim.rank_many(qv, pooled, 100)
         ranked = ranked_ids(idx, doc_ids)
         n = sum(len(v) for v in pooled)
         share = f"{1000 * ours / len(dv):.2f}" if factor > 1 else "-"
         sshare = f"{1000 * theirs / len(dv):.2f}" if factor > 1 else "-"
-        print(f"| {factor} | {n:,} | {n / len(dv):.1f} | {ndcg_at(ranked, rel):.4f} | {recall_at(ranked, rel, 100):.4f} "
-              f"| {overlap_at(ranked, [r[:10] for r in base], 10):.3f} | {share} | {sshare} |")
+        rows.append((factor, f"{n:,}", f"{n / len(dv):.1f}", f"{ndcg_at(ranked, rel):.4f}", f"{recall_at(ranked, rel, 100):.4f}",
+                     f"{overlap_at(ranked, [r[:10] for r in base], 10):.3f}", share, sshare))
+    print_table(("pool factor", "vectors", "per doc", "nDCG@10", "recall@100", "overlap@10 vs unpooled",
+                 "lightcol pooling ms/doc", "SciPy pooling ms/doc"), rows)
 
 
 def fastembed_docs_per_s(docs: list[np.ndarray], cfg: dict[str, int]) -> float | None:
@@ -134,10 +118,8 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
     exact_idx, _ = maxsim.rank_many(qv, dv, 10)
     exact = ranked_ids(exact_idx, doc_ids)
     ns = (50, 100, 200, 500)
-    print(f"\n## MUVERA (CISI; recall@10 = share of exhaustive MaxSim's top 10 among the top N MUVERA candidates)\n")
-    print("| setting | k_sim | dim_proj | r_reps | dims | nDCG@10 alone | " + " | ".join(f"recall@10 N={n}" for n in ns)
-          + " | nDCG@10 N=100 reranked | encode docs/s | FastEmbed docs/s | speed-up |")
-    print("|---|---|---|---|---|---|" + "---|" * len(ns) + "---|---|---|---|")
+    print("\n## MUVERA (CISI; recall@10 = share of exhaustive MaxSim's top 10 among the top N MUVERA candidates)\n")
+    rows = []
     for name, cfg in configs.items():
         fitted = name.startswith("fit")
         cfg = dict(cfg)
@@ -165,21 +147,23 @@ def muvera_table(doc_ids, dv, qv, rel, configs: dict[str, dict[str, int]], speed
             if n == 100:
                 reranked100 = top
         theirs = fastembed_docs_per_s(dv[:speed_docs], FASTEMBED_DEFAULTS if fitted else cfg)
-        speed = f"{theirs:.0f} | {ours / theirs:.1f}x" if theirs else "n/a | n/a"
+        speed = (f"{theirs:.0f}", f"{ours / theirs:.1f}x") if theirs else ("n/a", "n/a")
         if fitted:
             name = f"{name} (fit {fit_s:.1f} s)"
-        print(f"| {name} | {cfg['k_sim']} | {cfg['dim_proj']} | {cfg['r_reps']} | {mv.embedding_size:,} | {ndcg_at(alone, rel):.4f} | "
-              + " | ".join(f"{r:.3f}" for r in recalls) + f" | {ndcg_at(reranked100, rel):.4f} | {ours:.0f} | {speed} |")
+        rows.append((name, cfg["k_sim"], cfg["dim_proj"], cfg["r_reps"], f"{mv.embedding_size:,}", f"{ndcg_at(alone, rel):.4f}",
+                     *(f"{r:.3f}" for r in recalls), f"{ndcg_at(reranked100, rel):.4f}", f"{ours:.0f}", *speed))
+    print_table(("setting", "k_sim", "dim_proj", "r_reps", "dims", "nDCG@10 alone", *(f"recall@10 N={n}" for n in ns),
+                 "nDCG@10 N=100 reranked", "encode docs/s", "FastEmbed docs/s", "speed-up"), rows)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=MODEL)
+    p.add_argument("--model", type=Path, default=BENCH_MODEL)
     p.add_argument("--cache", type=Path, default=None, help="cache the CISI vectors in this .npz (reruns skip embedding)")
     p.add_argument("--speed-docs", type=int, default=300, help="documents embedding, pooling and FastEmbed's Muvera are timed on")
     p.add_argument("--search", action="store_true", help="also try more MUVERA settings (<= 10,240 dims)")
     args = p.parse_args()
-    doc_ids, dv, query_ids, qv, qrels, seconds = embedded(args.model, args.cache)
+    doc_ids, dv, query_ids, qv, qrels, seconds = embedded_cisi(args.model, args.cache)
     rel = [qrels.get(q, set()) for q in query_ids]
     print(f"model {args.model.name}: {len(dv)} documents ({sum(len(v) for v in dv):,} vectors), {len(qv)} queries; "
           f"embedding took {seconds:.1f} s")

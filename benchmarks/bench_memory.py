@@ -1,8 +1,9 @@
-"""Memory and leak benchmark: peak RSS while streaming N short texts, and handles/threads across model loads.
+"""Memory and leaks: peak RSS while streaming 10k vs 100k short texts (flat means no growth), and file
+handles / threads before vs after 1,000 model loads.
 
-    python tools/bench_memory.py                          # 10k and 100k texts, tiny test model, 1,000 loads
-    python tools/bench_memory.py --counts 1000 10000 --loads 100
-    python tools/bench_memory.py --model-path DIR --counts 10000
+    python benchmarks/bench_memory.py                          # 10k and 100k texts, tiny test model, 1,000 loads
+    python benchmarks/bench_memory.py --counts 1000 10000 --loads 100
+    python benchmarks/bench_memory.py --model-path DIR --counts 10000
 
 Each stream runs in a fresh subprocess so that its peak RSS (``ru_maxrss``) is its own. Memory is flat
 when the peak at 100k is about the peak at 10k: ``embed`` consumes its input in windows of
@@ -15,21 +16,14 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "tests" / "fixtures" / "tiny-colbert-onnx"
+from common import TINY_MODEL, peak_rss_mib, print_table, rss_mib
+
 WORDS = "late interaction retrieval token vector passage query document index search rank score model".split()
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _texts(n: int):
@@ -38,26 +32,24 @@ def _texts(n: int):
 
 
 def _stream_child(model_path: str, n: int, batch_size: int) -> None:
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
     model = LateInteractionTextEmbedding(specific_model_path=model_path, cuda=False)
     next(model.embed("warm up"))
-    base = _rss_mib()
+    base = rss_mib()
     marks: dict[int, float] = {}
     rows = 0
     start = time.perf_counter()
     for i, v in enumerate(model.embed(_texts(n), batch_size=batch_size), 1):
         rows += v.shape[0]
         if i in (n // 10, n // 2):
-            marks[i] = _rss_mib()
+            marks[i] = rss_mib()
     elapsed = time.perf_counter() - start
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, _rss_mib())  # ru_maxrss: KiB on Linux
-    print(json.dumps({"n": n, "after_load": base, "marks": marks, "end": _rss_mib(), "peak": peak, "rows": rows, "s": elapsed}))
+    peak = max(peak_rss_mib(), rss_mib())
+    print(json.dumps({"n": n, "after_load": base, "marks": marks, "end": rss_mib(), "peak": peak, "rows": rows, "s": elapsed}))
 
 
 def _loads(model_path: str, n: int) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
     def fds() -> int:
@@ -73,18 +65,18 @@ def _loads(model_path: str, n: int) -> dict[str, float]:
     for _ in range(3):
         load()
     gc.collect()
-    before = {"fds": fds(), "native_threads": tasks(), "py_threads": threading.active_count(), "rss_mib": _rss_mib()}
+    before = {"fds": fds(), "native_threads": tasks(), "py_threads": threading.active_count(), "rss_mib": rss_mib()}
     start = time.perf_counter()
     for _ in range(n):
         load()
     gc.collect()
-    after = {"fds": fds(), "native_threads": tasks(), "py_threads": threading.active_count(), "rss_mib": _rss_mib()}
+    after = {"fds": fds(), "native_threads": tasks(), "py_threads": threading.active_count(), "rss_mib": rss_mib()}
     return {"loads": n, "seconds": time.perf_counter() - start, "before": before, "after": after}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-path", default=str(TINY), help="model folder (default: the tiny test model)")
+    ap.add_argument("--model-path", default=str(TINY_MODEL), help="model folder (default: the tiny test model)")
     ap.add_argument("--counts", type=int, nargs="*", default=[10_000, 100_000], help="stream lengths")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--loads", type=int, default=1000, help="model loads for the leak check (0: skip)")
@@ -95,20 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"model: {args.model_path}  batch_size: {args.batch_size}")
-    print(f"{'texts':>9} {'after load':>11} {'at 10%':>9} {'at 50%':>9} {'at end':>9} {'peak RSS':>9} {'texts/s':>9}")
     results = []
     for n in args.counts:
         out = subprocess.run(
             [sys.executable, __file__, "--model-path", args.model_path, "--batch-size", str(args.batch_size), "--_child", str(n)],
             check=True, capture_output=True, text=True,
         )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(r)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = []
+    for r in results:
+        n = r["n"]
         m10, m50 = (r["marks"].get(str(k), float("nan")) for k in (n // 10, n // 2))
-        print(
-            f"{n:>9,} {r['after_load']:>8.1f} MiB {m10:>5.1f} MiB {m50:>5.1f} MiB {r['end']:>5.1f} MiB "
-            f"{r['peak']:>5.1f} MiB {n / r['s']:>9,.0f}"
-        )
+        rows.append((f"{n:,}", *(f"{x:.1f} MiB" for x in (r["after_load"], m10, m50, r["end"], r["peak"])), f"{n / r['s']:,.0f}"))
+    print_table(("texts", "after load", "at 10%", "at 50%", "at end", "peak RSS", "texts/s"), rows)
     if len(results) >= 2:
         growth = results[-1]["peak"] - results[0]["peak"]
         print(f"peak RSS growth from {results[0]['n']:,} to {results[-1]['n']:,} texts: {growth:+.1f} MiB")
@@ -117,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         r = _loads(args.model_path, args.loads)
         b, a = r["before"], r["after"]
         print(f"\n{r['loads']:,} model loads (lazy_load=False, one embed each) in {r['seconds']:.0f} s")
-        print(f"{'':>16} {'before':>8} {'after':>8}")
-        for key in ("fds", "native_threads", "py_threads", "rss_mib"):
-            print(f"{key:>16} {b[key]:>8.0f} {a[key]:>8.0f}")
+        print_table(("", "before", "after"),
+                    [(key, f"{b[key]:.0f}", f"{a[key]:.0f}") for key in ("fds", "native_threads", "py_threads", "rss_mib")])
         leaked = a["fds"] > b["fds"] or a["native_threads"] > b["native_threads"] or a["py_threads"] > b["py_threads"]
         print("LEAK" if leaked else "no file handles or threads leaked")
         return 1 if leaked else 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Parity of lightcol with colbert-ai on real text (CISI), printed as a table.
+"""lightcol's vectors vs colbert-ai's on real text (CISI): token counts, per-token cosine, max difference.
 
-    python tools/parity_report.py [--checkpoint DIR --onnx DIR] [--docs 1460] [--colbert-python PY]
+    python benchmarks/parity_report.py [--checkpoint DIR --onnx DIR] [--docs 1460] [--colbert-python PY]
 
 Defaults: the tiny fixture checkpoint and its export; colbert-ai runs in ``.venv-colbert``
 (``tools/setup_dev.sh``). Reports, for documents and queries: texts, token-count mismatches,
@@ -19,21 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+from common import COLBERT_PY, ROOT, TINY_MODEL, load_cisi, print_table
 
-from cisi import load_cisi  # noqa: E402
-
-from lightcol import LateInteractionTextEmbedding  # noqa: E402
+from lightcol import LateInteractionTextEmbedding
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=ROOT / "tests" / "fixtures" / "tiny-colbert")
-    p.add_argument("--onnx", type=Path, default=ROOT / "tests" / "fixtures" / "tiny-colbert-onnx")
+    p.add_argument("--onnx", type=Path, default=TINY_MODEL)
     p.add_argument("--docs", type=int, default=1460)
-    p.add_argument("--colbert-python", default=str(ROOT / ".venv-colbert" / "bin" / "python"))
+    p.add_argument("--colbert-python", default=str(COLBERT_PY))
     args = p.parse_args()
 
     docs, queries, _ = load_cisi()
@@ -48,7 +44,7 @@ def main() -> int:
         ref = dict(np.load(out))
     model = LateInteractionTextEmbedding(specific_model_path=args.onnx, cuda=False)
     print(f"checkpoint {args.checkpoint.name} vs {args.onnx.name}, CISI text")
-    print(f"{'kind':<10}{'texts':>7}{'tokens':>9}{'count mismatches':>18}{'min cosine':>13}{'mean cosine':>13}{'max |diff|':>12}")
+    rows = []
     for kind, items, vecs in (("document", documents, model.embed(documents)), ("query", qs, model.query_embed(qs))):
         cos, diff, mism, tokens = [], 0.0, 0, 0
         for i, v in enumerate(vecs):
@@ -60,7 +56,8 @@ def main() -> int:
             cos.append((v * r).sum(1))
             diff = max(diff, float(np.abs(v - r).max()))
         c = np.concatenate(cos)
-        print(f"{kind:<10}{len(items):>7}{tokens:>9}{mism:>18}{c.min():>13.7f}{c.mean():>13.7f}{diff:>12.2e}")
+        rows.append((kind, len(items), tokens, mism, f"{c.min():.7f}", f"{c.mean():.7f}", f"{diff:.2e}"))
+    print_table(("kind", "texts", "tokens", "count mismatches", "min cosine", "mean cosine", "max abs diff"), rows)
     return 0
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Serverless benchmark: cold start, single-query latency (idle and under load), foreign exports, int8.
+"""Serverless: lightcol vs FastEmbed on cold start, single-query latency (idle and under load), foreign
+exports, and int8 made at load vs float32.
 
     python tools/make_bench_model.py && python tools/make_foreign_export.py   # once
-    python tools/bench_serverless.py [--cold 5] [--docs 200] [--tables cold,query,load,export,exports,int8,quality]
+    python benchmarks/bench_serverless.py [--cold 5] [--docs 200] [--tables cold,query,load,export,exports,int8,quality]
 
 Models: ``.bench/minilm-colbert-onnx`` (exported by ``tools/export_onnx.py``: "lightcol export") and
 ``.bench/minilm-colbert-foreign`` (the same weights through ``torch.onnx.export`` defaults: "foreign
@@ -34,38 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / ".bench"
-OWN = BENCH / "minilm-colbert-onnx"
-FOREIGN = BENCH / "minilm-colbert-foreign"
-FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
-sys.path.insert(0, str(ROOT / "tools"))
+from common import (BENCH, BENCH_MODEL, FASTEMBED_PY, FOREIGN_MODEL, ROOT, cisi_texts, document_length, embed_speed,
+                    fastembed_view, load_cisi, machine, ndcg_at, overlap_at, print_table)
+
+OWN, FOREIGN = BENCH_MODEL, FOREIGN_MODEL
 
 
-def texts(n_docs: int) -> tuple[list[str], list[str]]:
-    from bench_embed import texts as _texts
-
-    return _texts(n_docs)
-
-
-def fastembed_view(model_dir: Path) -> Path:
+def fe_view(model_dir: Path) -> Path:
     """A folder FastEmbed loads as colbertv2.0: the model's files, document length 180 in tokenizer_config."""
-    view = BENCH / f"fastembed-view-{model_dir.name}"
-    view.mkdir(exist_ok=True)
-    for f in ("model.onnx", "tokenizer.json", "config.json"):
-        link, target = view / f, (model_dir / f).resolve()
-        if link.is_symlink() and Path(os.readlink(link)) != target:
-            link.unlink()  # dangling, or made from another checkout
-        if not link.exists():
-            link.symlink_to(target)
-    tok = json.loads((model_dir / "tokenizer_config.json").read_text())
-    tok["model_max_length"] = json.loads((model_dir / "lightcol_config.json").read_text())["rules"]["document_length"]
-    (view / "tokenizer_config.json").write_text(json.dumps(tok))
-    (view / "special_tokens_map.json").write_text(json.dumps(
-        {k: tok[k] for k in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token") if k in tok}))
-    return view
+    return fastembed_view(model_dir, BENCH / f"fastembed-view-{model_dir.name}", document_length(model_dir))
 
 
 # ----------------------------------------------------------------------------------------- in the subprocess
@@ -98,9 +79,8 @@ def _load(system: str, folder: Path, spin: str = "default"):
     if system == "fastembed":
         from fastembed import LateInteractionTextEmbedding
 
-        m = LateInteractionTextEmbedding("colbert-ir/colbertv2.0", specific_model_path=str(fastembed_view(folder)), cuda=False)
+        m = LateInteractionTextEmbedding("colbert-ir/colbertv2.0", specific_model_path=str(fe_view(folder)), cuda=False)
         return (lambda d: sum(1 for _ in m.embed(d))), (lambda q: list(m.query_embed(q)))
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
     m = LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, session_options=SPIN[spin],
@@ -114,12 +94,9 @@ def _busy(stop: float) -> None:
         x += 1
 
 
-def measure(system: str, folder: Path, n_docs: int, repeat: int, spin: str, load: bool) -> dict[str, float]:
-    docs, queries = texts(n_docs)
-    embed_docs, embed_query = _load(system, folder, spin)
-    embed_docs(docs[:16])
-    for q in queries[:5]:
-        embed_query(q)
+@contextmanager
+def busy_cores(load: bool):
+    """With ``load``: one busy process per core while the block runs."""
     hogs = []
     if load:
         stop = time.time() + 600
@@ -127,23 +104,18 @@ def measure(system: str, folder: Path, n_docs: int, repeat: int, spin: str, load
         for h in hogs:
             h.start()
     try:
-        best = float("inf")
-        for _ in range(repeat):
-            t = time.perf_counter()
-            embed_docs(docs)
-            best = min(best, time.perf_counter() - t)
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            embed_query(q)
-            lat.append(time.perf_counter() - t)
+        yield
     finally:
         for h in hogs:
             h.terminate()
             h.join()
-    lat.sort()
-    return {"docs_s": len(docs) / best, "p50_ms": 1000 * lat[len(lat) // 2],
-            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
+
+
+def measure(system: str, folder: Path, n_docs: int, repeat: int, spin: str, load: bool) -> dict[str, float]:
+    docs, queries = cisi_texts(n_docs)
+    embed_docs, embed_query = _load(system, folder, spin)
+    r = embed_speed(embed_docs, embed_query, docs, queries, repeat, during=busy_cores(load))
+    return {"docs_s": r["docs_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
 
 
 # ----------------------------------------------------------------------------------------------- in the parent
@@ -162,7 +134,7 @@ def run_measure(system: str, folder: Path, args: argparse.Namespace, spin: str =
 
 def cold_start(system: str, folder: Path, n: int, env: dict[str, str]) -> tuple[float, float]:
     """(min, median) seconds from process start to the first query's vectors."""
-    target = fastembed_view(folder) if system == "fastembed" else folder
+    target = fe_view(folder) if system == "fastembed" else folder
     totals = []
     for _ in range(n):
         t = time.perf_counter()
@@ -179,18 +151,19 @@ def table_cold(args: argparse.Namespace) -> None:
     cache = Path(tempfile.mkdtemp(prefix="lightcol-cold-"))
     base = {**os.environ, "LIGHTCOL_CACHE_PATH": str(cache)}
     print(f"\ncold start: fresh process, import + load from a local folder + first query; {args.cold} runs, min / median s")
-    print(f"{'export':<10}{'FastEmbed':>18}{'lightcol cache warm':>22}{'ratio':>8}{'lightcol cache off':>21}{'ratio':>8}")
+    rows = []
     for label, folder in (("lightcol", OWN), ("foreign", FOREIGN)):
         if not folder.is_dir():
-            print(f"{label:<10} missing {folder}")
+            rows.append((label, f"missing {folder}", "", "", "", ""))
             continue
         fe = cold_start("fastembed", folder, args.cold, base)
         cold_start("lightcol", folder, 1, base)  # fills the cache
         warm = cold_start("lightcol", folder, args.cold, base)
         off = cold_start("lightcol", folder, args.cold, {**base, "LIGHTCOL_GRAPH_CACHE": "0"})
-        print(f"{label:<10}{fe[0]:>9.3f} / {fe[1]:.3f}{warm[0]:>13.3f} / {warm[1]:.3f}{warm[1] / fe[1]:>7.2f}x"
-              f"{off[0]:>12.3f} / {off[1]:.3f}{off[1] / fe[1]:>7.2f}x")
+        rows.append((label, f"{fe[0]:.3f} / {fe[1]:.3f}", f"{warm[0]:.3f} / {warm[1]:.3f}", f"{warm[1] / fe[1]:.2f}x",
+                     f"{off[0]:.3f} / {off[1]:.3f}", f"{off[1] / fe[1]:.2f}x"))
     shutil.rmtree(cache, ignore_errors=True)
+    print_table(("export", "FastEmbed", "lightcol cache warm", "ratio", "lightcol cache off", "ratio"), rows)
     print("(ratio: median lightcol / median FastEmbed; lower is faster)")
 
 
@@ -200,7 +173,7 @@ EXPORT_DOCS: dict[tuple[str, str], float] = {}
 def table_query(args: argparse.Namespace, load: bool) -> None:
     what = "under load (one busy process per core)" if load else "no extra load"
     print(f"\nsingle-query latency and docs/s, {what}; {args.docs} CISI abstracts, 112 queries one at a time")
-    print(f"{'export':<10}{'system':<28}{'docs/s':>9}{'q p50 ms':>10}{'q p99 ms':>10}{'p50 vs FE':>11}{'docs/s vs FE':>14}")
+    table = []
     for label, folder in (("lightcol", OWN), ("foreign", FOREIGN)):
         if not folder.is_dir():
             continue
@@ -214,8 +187,9 @@ def table_query(args: argparse.Namespace, load: bool) -> None:
         for name, r in rows:
             if not load:
                 EXPORT_DOCS[name, label] = r["docs_s"]
-            print(f"{label:<10}{name:<28}{r['docs_s']:>9.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-                  f"{r['p50_ms'] / fe['p50_ms']:>10.2f}x{r['docs_s'] / fe['docs_s']:>13.2f}x")
+            table.append((label, name, f"{r['docs_s']:.1f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                          f"{r['p50_ms'] / fe['p50_ms']:.2f}x", f"{r['docs_s'] / fe['docs_s']:.2f}x"))
+    print_table(("export", "system", "docs/s", "q p50 ms", "q p99 ms", "p50 vs FE", "docs/s vs FE"), table)
 
 
 def table_int8(args: argparse.Namespace) -> None:
@@ -228,7 +202,6 @@ def table_int8(args: argparse.Namespace) -> None:
     entry = json.loads((folder / "lightcol_config.json").read_text())
     entry.pop("variants", None)
     (folder / "lightcol_config.json").write_text(json.dumps(entry))
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
     t = time.perf_counter()
@@ -237,24 +210,18 @@ def table_int8(args: argparse.Namespace) -> None:
     f32 = run_measure("lightcol", folder, args)
     i8 = run_measure("lightcol-int8", folder, args)
     print(f"\nint8 made by quantized=True from a float32-only folder ({made:.1f} s once), {args.docs} CISI abstracts")
-    print(f"{'variant':<10}{'docs/s':>9}{'q p50 ms':>10}{'vs float32':>12}")
-    print(f"{'float32':<10}{f32['docs_s']:>9.1f}{f32['p50_ms']:>10.2f}{1.0:>11.2f}x")
-    print(f"{'int8':<10}{i8['docs_s']:>9.1f}{i8['p50_ms']:>10.2f}{i8['docs_s'] / f32['docs_s']:>11.2f}x")
+    print_table(("variant", "docs/s", "q p50 ms", "vs float32"),
+                [(name, f"{r['docs_s']:.1f}", f"{r['p50_ms']:.2f}", f"{r['docs_s'] / f32['docs_s']:.2f}x")
+                 for name, r in (("float32", f32), ("int8", i8))])
     if "quality" in args.tables:
         quality(folder)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 def quality(folder: Path) -> None:
-    import numpy as np
-
-    from bench_embed import CISI_DIR
-
-    os.environ.setdefault("LIGHTCOL_CISI_DIR", str(CISI_DIR))  # same default as bench_embed.py
-    import cisi
     from lightcol import LateInteractionTextEmbedding, maxsim
 
-    docs, queries, rel = cisi.load_cisi()
+    docs, queries, rel = load_cisi()
     doc_ids, qids = list(docs), [q for q in queries if rel.get(q)]
     relevant = [rel[q] for q in qids]
     ranked = {}
@@ -264,11 +231,10 @@ def quality(folder: Path) -> None:
         q = list(m.query_embed([queries[i] for i in qids]))
         idx, _ = maxsim.rank_many(q, packed, 10)
         ranked[variant] = [[doc_ids[j] for j in row] for row in idx]
-    n32, n8 = cisi.ndcg_at(ranked["float32"], relevant, 10), cisi.ndcg_at(ranked["int8"], relevant, 10)
-    ov = cisi.overlap_at(ranked["int8"], ranked["float32"], 10)
+    n32, n8 = ndcg_at(ranked["float32"], relevant, 10), ndcg_at(ranked["int8"], relevant, 10)
+    ov = overlap_at(ranked["int8"], ranked["float32"], 10)
     print(f"CISI ({len(doc_ids)} abstracts, {len(qids)} judged queries): nDCG@10 float32 {n32:.4f}, "
           f"int8-from-float32 {n8:.4f} (delta {n8 - n32:+.4f}); overlap@10 int8 vs float32 {ov:.3f}")
-    _ = np
 
 
 def table_export(args: argparse.Namespace) -> None:
@@ -276,11 +242,10 @@ def table_export(args: argparse.Namespace) -> None:
     if not EXPORT_DOCS:
         return
     own = EXPORT_DOCS.get(("lightcol (default)", "lightcol"))
-    print(f"\nforeign export (torch.onnx.export defaults) vs lightcol export, same weights, docs/s (from the table above)")
-    print(f"{'system / export':<40}{'docs/s':>9}{'vs lightcol on its own export':>31}")
-    for (name, label), dps in EXPORT_DOCS.items():
-        if name in ("fastembed", "lightcol (default)", "lightcol optimize=True"):
-            print(f"{name + ' / ' + label:<40}{dps:>9.1f}{dps / own:>18.2f}x")
+    print("\nforeign export (torch.onnx.export defaults) vs lightcol export, same weights, docs/s (from the table above)")
+    print_table(("system / export", "docs/s", "vs lightcol on its own export"),
+                [(f"{name} / {label}", f"{dps:.1f}", f"{dps / own:.2f}x") for (name, label), dps in EXPORT_DOCS.items()
+                 if name in ("fastembed", "lightcol (default)", "lightcol optimize=True")])
 
 
 def _linked_copy(folder: Path, dest: Path) -> Path:
@@ -296,7 +261,6 @@ def table_exports(args: argparse.Namespace) -> None:
     """docs/s of lightcol on both exports, each with and without optimize=True (float32 and int8),
     best of interleaved rounds."""
     tmp = Path(tempfile.mkdtemp(prefix="lightcol-exports-"))
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
     rows = []
@@ -324,15 +288,15 @@ def table_exports(args: argparse.Namespace) -> None:
     print(f"\nforeign export (torch.onnx.export defaults) vs lightcol export, same weights: lightcol docs/s, "
           f"{args.docs} CISI abstracts, best of {args.rounds} interleaved rounds (each best of {args.repeat}); "
           f"int8 = quantized=True made from the float32 file (optimize: from the optimised graph)")
-    print(f"{'export':<10}{'weights':<9}{'optimize':<16}{'docs/s':>9}{'q p50 ms':>10}{'vs lightcol export float32':>28}"
-          f"{'vs lightcol export int8':>25}")
+    table = []
     for label, system, _, made in rows:
         r = best[label, system]
         opt = f"True ({made:.1f} s)" if "optimize" in system else "False"
         int8 = system.endswith("int8")
-        vs8 = f"{r['docs_s'] / own8:>24.2f}x" if int8 else ""
-        print(f"{label:<10}{'int8' if int8 else 'float32':<9}{opt:<16}{r['docs_s']:>9.1f}{r['p50_ms']:>10.2f}"
-              f"{r['docs_s'] / own:>27.2f}x{vs8}")
+        table.append((label, "int8" if int8 else "float32", opt, f"{r['docs_s']:.1f}", f"{r['p50_ms']:.2f}",
+                      f"{r['docs_s'] / own:.2f}x", f"{r['docs_s'] / own8:.2f}x" if int8 else ""))
+    print_table(("export", "weights", "optimize", "docs/s", "q p50 ms", "vs lightcol export float32",
+                 "vs lightcol export int8"), table)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -352,7 +316,7 @@ def main() -> int:
         print(json.dumps(measure(args.worker, args.folder, args.docs, args.repeat, args.spin, args.load)))
         return 0
     tables = args.tables.split(",")
-    print(f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
+    print(machine())
     if "cold" in tables:
         table_cold(args)
     if "query" in tables:

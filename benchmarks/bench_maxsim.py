@@ -1,11 +1,11 @@
-"""Benchmark MaxSim search: zero-padded tensor (FastEmbed guide) vs lightcol's packed, blocked kernel.
+"""MaxSim search: a zero-padded tensor (FastEmbed's guide) vs lightcol's packed, blocked kernel.
 
 Synthetic corpus shaped like a real one (ragged documents, unit-norm float32 rows), queries of a
 fixed length. Prints queries/second of each approach, ratios vs the padded approach, peak extra
 memory per call, and the machine's floors (memory bandwidth and GEMM throughput).
 
-    python tools/bench_maxsim.py                 # 20k documents (~2 minutes on 2 cores)
-    python tools/bench_maxsim.py --docs 1400     # quick run
+    python benchmarks/bench_maxsim.py                 # 20k documents (~2 minutes on 2 cores)
+    python benchmarks/bench_maxsim.py --docs 1400     # quick run
 
 Timings are the best of ``--rounds`` interleaved rounds, which keeps them meaningful on a machine
 shared with other work.
@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from common import gemm_flops, print_table, timed
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from lightcol import maxsim  # noqa: E402
+from lightcol import maxsim
 
 
 @dataclass
@@ -64,25 +62,8 @@ def measure_bandwidth() -> float:
     a = np.ones((1 << 27) // 128, dtype=np.float32).reshape(-1, 1) * np.ones(128, dtype=np.float32)
     x = np.ones(128, dtype=np.float32)
     a @ x
-    best = min(_timed(lambda: a @ x) for _ in range(5))
+    best = min(timed(lambda: a @ x) for _ in range(5))
     return a.nbytes / best
-
-
-def measure_gemm(dim: int) -> float:
-    """FLOP/s of a well-shaped float32 product with inner dimension ``dim``."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2048, dim), dtype=np.float32)
-    b = rng.standard_normal((8192, dim), dtype=np.float32)
-    out = np.empty((2048, 8192), dtype=np.float32)
-    np.matmul(a, b.T, out=out)
-    best = min(_timed(lambda: np.matmul(a, b.T, out=out)) for _ in range(10))
-    return 2 * 2048 * 8192 * dim / best
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             if r == 0:  # first call: warm-up, peak memory and calibration
                 tracemalloc.reset_peak()
                 base = tracemalloc.get_traced_memory()[0]
-                first = _timed(lambda: a.run(counter))
+                first = timed(lambda: a.run(counter))
                 a.peak = tracemalloc.get_traced_memory()[1] - base
                 counter += a.per_call
                 a.calls = max(1, round(args.seconds / first))  # type: ignore[attr-defined]
@@ -190,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # machine floors
     bw = measure_bandwidth()
-    flops = measure_gemm(args.dim)
+    flops = gemm_flops(2048, args.dim, 8192)
     work = 2 * args.query_len * docs32.n_tokens * args.dim
 
     n_tok = docs32.n_tokens
@@ -208,14 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     base_qps = max(1 / min(a.times) for a in approaches if a.name.startswith("padded"))
     print()
-    w = max(len(a.name) for a in approaches) + 2
-    header = f"{'approach':<{w}}{'queries/s':>10}{'ms/query':>10}{'vs padded':>11}{'peak MiB':>10}"
-    print(header)
-    print("-" * len(header))
-    for a in approaches:
-        qps = 1 / min(a.times)
-        print(f"{a.name:<{w}}{qps:>10.2f}{1e3 / qps:>10.1f}{qps / base_qps:>10.2f}x{a.peak / 2**20:>10.1f}")
-    print("-" * len(header))
+    print_table(
+        ("approach", "queries/s", "ms/query", "vs padded", "peak MiB"),
+        [(a.name, f"{1 / min(a.times):.2f}", f"{1e3 * min(a.times):.1f}", f"{1 / min(a.times) / base_qps:.2f}x",
+          f"{a.peak / 2**20:.1f}") for a in approaches],
+    )
     print("(vs padded: ratio to the faster padded row; peak MiB: extra memory allocated during one call)")
     print()
     print("machine floor (upper bounds on queries/s for this corpus):")

@@ -1,14 +1,13 @@
 #!/usr/bin/env python
-"""Embedding benchmark: lightcol (float32, int8) vs FastEmbed vs colbert-ai on one real-weights model.
+"""Embedding speed: lightcol (float32, int8, parallel=2) vs FastEmbed vs colbert-ai on one real-weights model.
 
-    python tools/make_bench_model.py          # once: .bench/minilm-colbert{,-onnx}
-    python tools/bench_embed.py [--docs 300] [--repeat 2]
-    python tools/bench_embed.py --quality     # CISI nDCG@10 float32 vs int8, overlap@10
-    python tools/bench_embed.py --serverless  # cold start, single query (idle, under load), foreign export,
-                                              # int8 from float32 vs FastEmbed: tools/bench_serverless.py's tables
+    python tools/make_bench_model.py              # once: .bench/minilm-colbert{,-onnx}
+    python benchmarks/bench_embed.py [--docs 300] [--repeat 2]
+    python benchmarks/bench_embed.py --quality    # CISI nDCG@10 float32 vs int8, overlap@10
+    python benchmarks/bench_embed.py --serverless # benchmarks/bench_serverless.py's tables
 
-Texts: the first ``--docs`` CISI abstracts (``$CISI_DIR``, default ``/work/shared/data/cisi``) and
-the 112 CISI queries. Every system runs in its own subprocess (its own environment: FastEmbed from
+Texts: the first ``--docs`` CISI abstracts and the 112 CISI queries (text field only; see
+``common.load_cisi``). Every system runs in its own subprocess (its own environment: FastEmbed from
 ``.venv-fastembed``, colbert-ai from ``.venv-colbert``) that times itself on the same texts:
 
 * documents/s and tokens/s: best of ``--repeat`` passes over all documents (after a warm-up);
@@ -33,86 +32,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from common import (BENCH, BENCH_CHECKPOINT, BENCH_MODEL, COLBERT_PY, FASTEMBED_PY, best_of, cisi_texts,
+                    document_length, embed_speed, fastembed_view, gemm_flops, load_cisi, ndcg_at,
+                    peak_rss_mib, print_table)
+
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / ".bench"
-MODEL_DIR = BENCH / "minilm-colbert-onnx"
-CKPT_DIR = BENCH / "minilm-colbert"
-CISI_DIR = Path(os.environ.get("CISI_DIR", "/work/shared/data/cisi"))
-FASTEMBED_PY = ROOT / ".venv-fastembed" / "bin" / "python"
-COLBERT_PY = ROOT / ".venv-colbert" / "bin" / "python"
-
-
-def read_cisi(path: Path) -> list[dict[str, str]]:
-    """Records of a CISI file (``.I`` id, then ``.T/.A/.W/.X/.B`` fields)."""
-    records: list[dict[str, str]] = []
-    field = None
-    for line in path.read_text(encoding="latin-1").splitlines():
-        m = re.match(r"^\.I\s+(\d+)", line)
-        if m:
-            records.append({"id": m.group(1)})
-            field = None
-            continue
-        m = re.match(r"^\.([A-Z])\s*$", line)
-        if m and records:
-            field = m.group(1)
-            records[-1].setdefault(field, "")
-            continue
-        if field and records:
-            records[-1][field] += line + "\n"
-    return records
-
-
-def texts(n_docs: int) -> tuple[list[str], list[str]]:
-    docs = [" ".join(r.get("W", "").split()) for r in read_cisi(CISI_DIR / "CISI.ALL")][:n_docs]
-    queries = [" ".join(r.get("W", "").split()) for r in read_cisi(CISI_DIR / "CISI.QRY")]
-    return docs, queries
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _time_system(embed_docs, embed_query, docs: list[str], queries: list[str], repeat: int) -> dict[str, float]:
-    embed_docs(docs[:16])
-    for q in queries[:5]:
-        embed_query(q)
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        n = embed_docs(docs)
-        best = min(best, time.perf_counter() - t)
-    assert n == len(docs), (n, len(docs))
-    lat = []
-    for q in queries:
-        t = time.perf_counter()
-        embed_query(q)
-        lat.append(time.perf_counter() - t)
-    lat.sort()
-    return {
-        "doc_seconds": best,
-        "query_p50_ms": 1000 * lat[len(lat) // 2],
-        "query_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-        "peak_rss_mb": _peak_rss_mb(),
-    }
 
 
 def worker(system: str, n_docs: int, repeat: int) -> dict[str, float]:
     """Runs inside the system's own environment; prints its measurements as JSON."""
-    docs, queries = texts(n_docs)
+    docs, queries = cisi_texts(n_docs)
     if system.startswith("lightcol"):
-        sys.path.insert(0, str(ROOT))
         from lightcol import LateInteractionTextEmbedding
 
         _, variant, *par = system.split(":")
         parallel = int(par[0]) if par else None
-        model = LateInteractionTextEmbedding(specific_model_path=MODEL_DIR, cuda=False,
+        model = LateInteractionTextEmbedding(specific_model_path=BENCH_MODEL, cuda=False,
                                              quantized=variant == "int8")
 
         def embed_docs(d):
@@ -126,19 +65,8 @@ def worker(system: str, n_docs: int, repeat: int) -> dict[str, float]:
 
         # a view of the same files: "fastembed" truncates at our document length (180) like the
         # others; "fastembed-512" is FastEmbed as configured out of the box (512 tokens)
-        view = BENCH / ("fastembed-view" if system == "fastembed" else "fastembed-view-512")
-        view.mkdir(exist_ok=True)
-        for f in ("model.onnx", "tokenizer.json", "config.json"):
-            if not (view / f).exists():
-                (view / f).symlink_to(MODEL_DIR / f)
-        tok_config = json.loads((MODEL_DIR / "tokenizer_config.json").read_text())
-        if system == "fastembed":
-            rules = json.loads((MODEL_DIR / "lightcol_config.json").read_text())["rules"]
-            tok_config["model_max_length"] = rules["document_length"]
-        (view / "tokenizer_config.json").unlink(missing_ok=True)
-        (view / "tokenizer_config.json").write_text(json.dumps(tok_config))
-        (view / "special_tokens_map.json").write_text(json.dumps(
-            {k: tok_config[k] for k in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token") if k in tok_config}))
+        view = fastembed_view(BENCH_MODEL, BENCH / ("fastembed-view" if system == "fastembed" else "fastembed-view-512"),
+                              document_length(BENCH_MODEL) if system == "fastembed" else None)
         model = LateInteractionTextEmbedding("colbert-ir/colbertv2.0", specific_model_path=str(view), cuda=False)
 
         def embed_docs(d):
@@ -153,8 +81,8 @@ def worker(system: str, n_docs: int, repeat: int) -> dict[str, float]:
         from colbert.infra import ColBERTConfig
         from colbert.modeling.checkpoint import Checkpoint
 
-        config = ColBERTConfig.load_from_checkpoint(str(CKPT_DIR))
-        ckpt = Checkpoint(str(CKPT_DIR), colbert_config=config, verbose=0)
+        config = ColBERTConfig.load_from_checkpoint(str(BENCH_CHECKPOINT))
+        ckpt = Checkpoint(str(BENCH_CHECKPOINT), colbert_config=config, verbose=0)
 
         def embed_docs(d):
             with torch.inference_mode():
@@ -167,21 +95,9 @@ def worker(system: str, n_docs: int, repeat: int) -> dict[str, float]:
 
     else:
         raise SystemExit(f"unknown system {system}")
-    return _time_system(embed_docs, embed_query, docs, queries, repeat)
-
-
-def gemm_gflops() -> float:
-    import numpy as np
-
-    a = np.random.default_rng(0).random((2048, 384), dtype=np.float32)
-    b = np.random.default_rng(1).random((384, 1536), dtype=np.float32)
-    a @ b
-    best = float("inf")
-    for _ in range(10):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048 * 384 * 1536 / best / 1e9
+    r = embed_speed(embed_docs, embed_query, docs, queries, repeat)
+    return {"doc_seconds": r["doc_seconds"], "query_p50_ms": r["p50_ms"], "query_p99_ms": r["p99_ms"],
+            "peak_rss_mb": peak_rss_mib()}
 
 
 def ort_gemm_gflops() -> float:
@@ -198,18 +114,13 @@ def ort_gemm_gflops() -> float:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((2048, 384), dtype=np.float32)
     sess.run(None, {"x": x})
-    best = float("inf")
-    for _ in range(10):
-        t = time.perf_counter()
-        sess.run(None, {"x": x})
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048 * 384 * 1536 / best / 1e9
+    return 2 * 2048 * 384 * 1536 / best_of(lambda: sess.run(None, {"x": x}), 10) / 1e9
 
 
 def flops_per_token(mean_len: float) -> float:
-    cfg = json.loads((MODEL_DIR / "config.json").read_text())
+    cfg = json.loads((BENCH_MODEL / "config.json").read_text())
     h, ffn, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
-    dim = json.loads((MODEL_DIR / "lightcol_config.json").read_text())["dim"]
+    dim = json.loads((BENCH_MODEL / "lightcol_config.json").read_text())["dim"]
     weights = layers * (4 * h * h + 2 * h * ffn) + h * dim
     attention = layers * 2 * mean_len * h  # QK^T and AV, per token
     return 2 * (weights + attention)
@@ -224,44 +135,30 @@ def run_worker(python: Path, system: str, args: argparse.Namespace) -> dict[str,
 
 
 def quality(batch_size: int = 256) -> None:
-    """nDCG@10 (CISI.REL judgments) of float32 and int8, and overlap@10 of their rankings, on all of CISI."""
-    import numpy as np
+    """nDCG@10 (CISI.REL judgments) of float32 and int8, and overlap@10 of their rankings, on all of CISI
+    (documents: title and text; queries: text)."""
+    import time
 
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding, maxsim
 
-    records = read_cisi(CISI_DIR / "CISI.ALL")
-    doc_ids = [r["id"] for r in records]
-    docs = [" ".join((r.get("T", "") + " " + r.get("W", "")).split()) for r in records]
-    qrecs = read_cisi(CISI_DIR / "CISI.QRY")
-    queries = [" ".join(r.get("W", "").split()) for r in qrecs]
-    rel: dict[str, set[str]] = {}
-    for line in (CISI_DIR / "CISI.REL").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            rel.setdefault(parts[0], set()).add(parts[1])
+    docs, _, rel = load_cisi()
+    _, queries, _ = load_cisi("W")
+    doc_ids = list(docs)
+    relevant = [rel.get(q, set()) for q in queries]
     tops = {}
     for variant in ("float32", "int8"):
-        model = LateInteractionTextEmbedding(specific_model_path=MODEL_DIR, cuda=False, quantized=variant == "int8")
+        model = LateInteractionTextEmbedding(specific_model_path=BENCH_MODEL, cuda=False, quantized=variant == "int8")
         t = time.perf_counter()
-        packed = maxsim.pack(model.embed(docs, batch_size=batch_size))
-        q = list(model.query_embed(queries))
+        packed = maxsim.pack(model.embed(list(docs.values()), batch_size=batch_size))
+        q = list(model.query_embed(list(queries.values())))
         seconds = time.perf_counter() - t
         idx, _ = maxsim.rank_many(q, packed, 10)
-        tops[variant] = idx
-        ndcg = []
-        for qi, r in enumerate(qrecs):
-            judged = rel.get(r["id"])
-            if not judged:
-                continue
-            gains = [1.0 if doc_ids[d] in judged else 0.0 for d in idx[qi]]
-            dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
-            ideal = sum(1 / np.log2(i + 2) for i in range(min(10, len(judged))))
-            ndcg.append(dcg / ideal)
-        print(f"{variant:<8} nDCG@10 {np.mean(ndcg):.4f} over {len(ndcg)} judged queries "
-              f"({len(docs)} documents embedded + {len(queries)} queries in {seconds:.1f} s)")
+        tops[variant] = [[doc_ids[d] for d in row] for row in idx.tolist()]
+        print(f"{variant:<8} nDCG@10 {ndcg_at(tops[variant], relevant):.4f} over {sum(map(bool, relevant))} judged "
+              f"queries ({len(docs)} documents embedded + {len(queries)} queries in {seconds:.1f} s)")
     overlap = [len(set(a) & set(b)) / 10 for a, b in zip(tops["float32"], tops["int8"], strict=True)]
-    print(f"overlap@10 int8 vs float32: mean {np.mean(overlap):.3f}, min {min(overlap):.1f} over {len(overlap)} queries")
+    print(f"overlap@10 int8 vs float32: mean {sum(overlap) / len(overlap):.3f}, min {min(overlap):.1f} "
+          f"over {len(overlap)} queries")
 
 
 def main() -> int:
@@ -271,7 +168,7 @@ def main() -> int:
     p.add_argument("--worker")
     p.add_argument("--quality", action="store_true", help="CISI nDCG@10 float32 vs int8 and overlap@10 instead")
     p.add_argument("--serverless", nargs="?", const="cold,query,load,export,exports,int8,quality", metavar="TABLES",
-                   help="run tools/bench_serverless.py with these tables (default: all) instead")
+                   help="run benchmarks/bench_serverless.py with these tables (default: all) instead")
     p.add_argument("--systems", default="lightcol:float32,lightcol:int8,lightcol:float32:2,lightcol:int8:2,fastembed,fastembed-512,colbert-ai")
     args = p.parse_args()
     if args.worker:
@@ -280,19 +177,18 @@ def main() -> int:
     if args.serverless:
         script = Path(__file__).with_name("bench_serverless.py")
         return subprocess.run([sys.executable, str(script), "--tables", args.serverless, "--docs", str(args.docs)]).returncode
-    if not (MODEL_DIR / "model_int8.onnx").is_file():
+    if not (BENCH_MODEL / "model_int8.onnx").is_file():
         sys.exit("no benchmark model: run python tools/make_bench_model.py first")
     if args.quality:
         quality()
         return 0
-    sys.path.insert(0, str(ROOT))
     from lightcol import LateInteractionTextEmbedding
 
-    docs, queries = texts(args.docs)
-    counter = LateInteractionTextEmbedding(specific_model_path=MODEL_DIR, cuda=False, lazy_load=True)
+    docs, queries = cisi_texts(args.docs)
+    counter = LateInteractionTextEmbedding(specific_model_path=BENCH_MODEL, cuda=False, lazy_load=True)
     n_tokens = counter.token_count(docs)
     mean_len = n_tokens / len(docs)
-    gflops = gemm_gflops()
+    gflops = gemm_flops(2048, 384, 1536) / 1e9
     ort_gflops = ort_gemm_gflops()
     fpt = flops_per_token(mean_len)
     floor_tok_s = gflops * 1e9 / fpt
@@ -303,27 +199,26 @@ def main() -> int:
         results[system] = run_worker(python, system, args) if python.is_file() else f"not installed ({python})"
     load = os.getloadavg()[0]
     print(f"{len(docs)} CISI abstracts ({n_tokens} tokens, mean {mean_len:.1f}, doc length 180), {len(queries)} CISI queries; "
-          f"model {MODEL_DIR.name} (MiniLM-L6 H384 -> 128); {os.cpu_count()} cores; load avg {load:.1f}")
+          f"model {BENCH_MODEL.name} (MiniLM-L6 H384 -> 128); {os.cpu_count()} cores; load avg {load:.1f}")
     print(f"floor: {fpt / 1e6:.1f} MFLOP/token, numpy float32 GEMM {gflops:.0f} GFLOP/s -> "
           f"{floor_tok_s:.0f} tokens/s = {floor_tok_s / mean_len:.1f} docs/s; "
           f"32-token query {32 * fpt / gflops / 1e6:.2f} ms")
     print(f"       ONNX Runtime float32 MatMul {ort_gflops:.0f} GFLOP/s -> {ort_gflops * 1e9 / fpt:.0f} tokens/s = "
           f"{ort_gflops * 1e9 / fpt / mean_len:.1f} docs/s; 32-token query {32 * fpt / ort_gflops / 1e6:.2f} ms")
-    header = f"{'system':<22}{'docs/s':>9}{'tokens/s':>10}{'q p50 ms':>10}{'q p99 ms':>10}{'RSS MB':>9}{'vs FE':>8}{'vs colbert':>11}{'q vs FE':>9}"
-    print(header)
-    print("-" * len(header))
     ref_fe = results.get("fastembed") if isinstance(results.get("fastembed"), dict) else None
     ref_cb = results.get("colbert-ai") if isinstance(results.get("colbert-ai"), dict) else None
+    rows = []
     for system, r in results.items():
         if isinstance(r, str):
-            print(f"{system:<22}{r}")
+            rows.append((system, r, *[""] * 7))
             continue
         dps = len(docs) / r["doc_seconds"]
         vs_fe = f"{dps / (len(docs) / ref_fe['doc_seconds']):.2f}x" if ref_fe else "-"
         vs_cb = f"{dps / (len(docs) / ref_cb['doc_seconds']):.2f}x" if ref_cb else "-"
         q_fe = f"{r['query_p50_ms'] / ref_fe['query_p50_ms']:.2f}x" if ref_fe else "-"
-        print(f"{system:<22}{dps:>9.1f}{n_tokens / r['doc_seconds']:>10.0f}{r['query_p50_ms']:>10.2f}{r['query_p99_ms']:>10.2f}"
-              f"{r['peak_rss_mb']:>9.0f}{vs_fe:>8}{vs_cb:>11}{q_fe:>9}")
+        rows.append((system, f"{dps:.1f}", f"{n_tokens / r['doc_seconds']:.0f}", f"{r['query_p50_ms']:.2f}",
+                     f"{r['query_p99_ms']:.2f}", f"{r['peak_rss_mb']:.0f}", vs_fe, vs_cb, q_fe))
+    print_table(("system", "docs/s", "tokens/s", "q p50 ms", "q p99 ms", "RSS MB", "vs FE", "vs colbert", "q vs FE"), rows)
     print("(vs FE / vs colbert: docs/s ratio; q vs FE: single-query p50 latency ratio, lower is faster; "
           "lightcol:X:2 = embed(parallel=2); ratios vs FastEmbed truncating at 180 like the others)")
     return 0

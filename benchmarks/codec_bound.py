@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""How much recall a residual codec of ``nbits`` bits per dimension can give: lightcol's codec vs the
-Gaussian rate-distortion bound, on CISI (and optionally dict-gcide) with the MiniLM benchmark model.
+"""Index codec vs the Gaussian rate-distortion bound: how much recall a residual codec of ``nbits`` bits
+per dimension can give, on CISI (and optionally dict-gcide) with the MiniLM benchmark model.
 
-    LIGHTCOL_CISI_DIR=../shared/data/cisi python tools/codec_bound.py [--nbits 1,2,4] [--seeds 3]
-    python tools/codec_bound.py --gcide 20000          # also the first 20,000 cached gcide passages
+    python benchmarks/codec_bound.py [--nbits 1,2,4] [--seeds 3]
+    python benchmarks/codec_bound.py --gcide 20000     # also the first 20,000 cached gcide passages
 
 For each nbits it trains the index's codec (:func:`lightcol.index.codec.train`, several seeds),
 scores *every* document on decoded vectors (no candidate generation: the codec's ceiling) and reports
@@ -23,17 +23,12 @@ residuals doing better than on Gaussian draws would say so).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
+from common import BENCH_MODEL, CISI_CACHE, embedded_cisi, gcide_query_vectors, gcide_stream, print_table
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from lightcol import maxsim  # noqa: E402
-from lightcol.index import codec as _codec  # noqa: E402
+from lightcol import maxsim
+from lightcol.index import codec as _codec
 
 
 def _top10(vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray]) -> list[set[int]]:
@@ -76,7 +71,7 @@ def _gaussian_pq(var: np.ndarray, axes: np.ndarray, nbits: int, n: int, rng: np.
 
 
 def _rows(vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray], ref: list[set[int]], nbits: int,
-          seeds: int) -> list[str]:
+          seeds: int) -> list[tuple]:
     """Table rows for one nbits; ``ref`` is the exact top 10 of each query."""
     recalls, mses = [], []
     for seed in range(seeds):
@@ -95,11 +90,11 @@ def _rows(vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray], r
     bound = water_fill(var, vectors.shape[1] * nbits)
     rng = np.random.default_rng(0)
     y = (residual - mean) @ axes
-    out = [(f"| {nbits} | codec, seeds 0-{seeds - 1} | {np.mean(mses):.5f} | {np.mean(mses) / bound.sum():.2f} | "
-            f"{np.mean(recalls):.3f} ({min(recalls):.3f}-{max(recalls):.3f}) |")]
+    out = [(nbits, f"codec, seeds 0-{seeds - 1}", f"{np.mean(mses):.5f}", f"{np.mean(mses) / bound.sum():.2f}",
+            f"{np.mean(recalls):.3f} ({min(recalls):.3f}-{max(recalls):.3f})")]
     g_mse = _gaussian_pq(var, axes, nbits, residual.shape[0], np.random.default_rng(1))
-    out.append(f"| {nbits} | the codec's quantiser on Gaussian data of the same covariance | {g_mse:.5f} | "
-               f"{g_mse / bound.sum():.2f} | - |")
+    out.append((nbits, "the codec's quantiser on Gaussian data of the same covariance", f"{g_mse:.5f}",
+                f"{g_mse / bound.sum():.2f}", "-"))
     for share in (1.0, 0.5, 0.25):
         d = bound * share
         a = 1.0 - d / var
@@ -112,8 +107,8 @@ def _rows(vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray], r
             x /= np.linalg.norm(x, axis=1, keepdims=True)
             got.append(_recall(_top10(x, offsets, keep_q), ref))
         label = "optimal at the Gaussian bound" if share == 1.0 else f"optimal at {share:g} x the bound"
-        out.append(f"| {nbits} | {label}, {seeds} draws | {mse:.5f} | {share:.2f} | "
-                   f"{np.mean(got):.3f} ({min(got):.3f}-{max(got):.3f}) |")
+        out.append((nbits, f"{label}, {seeds} draws", f"{mse:.5f}", f"{share:.2f}",
+                    f"{np.mean(got):.3f} ({min(got):.3f}-{max(got):.3f})"))
     return out
 
 
@@ -125,16 +120,11 @@ def main() -> None:
     args = p.parse_args()
     nbits = [int(b) for b in args.nbits.split(",")]
     sets = []
-    import gcide
-    from cisi import embedded
-
-    _, dv, _, qv, _, _ = embedded(gcide.MODEL, cache=gcide.CACHE.parent / "cisi-minilm.npz")
+    _, dv, _, qv, _, _ = embedded_cisi(BENCH_MODEL, cache=CISI_CACHE)
     sets.append((f"CISI ({len(dv):,} abstracts, {sum(map(len, dv)):,} vectors, {len(qv)} queries)", dv, qv))
     if args.gcide:
-        import bench_index
-
-        dv = list(bench_index._stream(args.gcide))  # noqa: SLF001
-        qv = bench_index._query_vectors(args.gcide, 100, "describe")  # noqa: SLF001
+        dv = list(gcide_stream(args.gcide))
+        qv = gcide_query_vectors(args.gcide, 100, "describe")
         sets.append((f"dict-gcide ({args.gcide:,} passages, {sum(map(len, dv)):,} vectors, 100 describe queries)", dv, qv))
     for name, dv, qv in sets:
         offsets = np.zeros(len(dv) + 1, dtype=np.int64)
@@ -142,11 +132,9 @@ def main() -> None:
         vectors = np.concatenate(dv).astype(np.float32)
         queries = [np.asarray(q, dtype=np.float32) for q in qv]
         print(f"\n{name}: recall@10 of MaxSim over every document's decoded vectors vs exact float32\n")
-        print("| nbits | residual quantiser | residual MSE | MSE / bound | recall@10 |")
-        print("|---|---|---|---|---|")
         ref = _top10(vectors, offsets, queries)
-        for b in nbits:
-            print("\n".join(_rows(vectors, offsets, queries, ref, b, args.seeds)), flush=True)
+        print_table(("nbits", "residual quantiser", "residual MSE", "MSE / bound", "recall@10"),
+                    [row for b in nbits for row in _rows(vectors, offsets, queries, ref, b, args.seeds)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Per-operator time of ONNX files on the same CISI batches (ONNX Runtime's profiler), side by side.
+"""Per-operator time of two or more ONNX files on the same CISI batches (ONNX Runtime's profiler), side by side.
 
-    python tools/profile_ops.py A.onnx B.onnx ... [--folder .bench/minilm-colbert-onnx] [--docs 32] [--rounds 3]
+    python benchmarks/profile_ops.py A.onnx B.onnx ... [--folder .bench/minilm-colbert-onnx] [--docs 32] [--rounds 3]
 
 The documents are tokenised once by lightcol (``--folder``'s rules, lightcol's length-sorted batches) and
 every file runs the same feeds with lightcol's default session options plus profiling. Prints, per
@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT))
+from common import BENCH_MODEL, cisi_texts, machine, print_table
 
 
 def feeds_for(folder: Path, docs: list[str]) -> list[dict]:
@@ -84,14 +80,12 @@ def per_round(sess, n_feeds: int, rounds: int) -> list[tuple[float, dict[str, fl
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--folder", type=Path, default=ROOT / ".bench" / "minilm-colbert-onnx")
+    p.add_argument("--folder", type=Path, default=BENCH_MODEL)
     p.add_argument("--docs", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: lightcol's)")
     args = p.parse_args()
-    from bench_embed import texts
-
-    feeds = feeds_for(args.folder, texts(args.docs)[0])
+    feeds = feeds_for(args.folder, cisi_texts(args.docs)[0])
     opened = [open_session(f, args.threads) for f in args.files]
     for sess, _ in opened:
         for f in feeds[:2]:
@@ -108,14 +102,14 @@ def main() -> int:
         results.append((nodes, med, min(w for w, _ in rounds)))
     ops = sorted({o for r in results for o in (*r[0], *r[1])}, key=lambda o: -max(r[1].get(o, 0) for r in results))
     print(f"{len(feeds)} batches ({sum(f['input_ids'].shape[0] for f in feeds)} docs), {args.rounds} interleaved rounds, "
-          f"load avg {os.getloadavg()[0]:.1f}; per file: nodes after ONNX Runtime's optimisation / median ms per round")
+          f"{machine()}; per file: nodes after ONNX Runtime's optimisation / median ms per round")
     for k, f in enumerate(args.files):
         print(f"  [{k}] {f}")
-    print(f"{'op':<28}" + "".join(f"{'[' + str(k) + '] n':>8}{'ms':>9}" for k in range(len(args.files))))
-    for o in ops:
-        print(f"{o:<28}" + "".join(f"{r[0].get(o, 0):>8}{r[1].get(o, 0):>9.2f}" for r in results))
-    print(f"{'sum of nodes':<28}" + "".join(f"{sum(r[0].values()):>8}{sum(r[1].values()):>9.2f}" for r in results))
-    print(f"{'min run time per round':<28}" + "".join(f"{'':>8}{r[2]:>9.2f}" for r in results))
+    cols = [f"[{k}] {c}" for k in range(len(args.files)) for c in ("n", "ms")]
+    rows = [(o, *(x for r in results for x in (r[0].get(o, 0), f"{r[1].get(o, 0):.2f}"))) for o in ops]
+    rows.append(("sum of nodes", *(x for r in results for x in (sum(r[0].values()), f"{sum(r[1].values()):.2f}"))))
+    rows.append(("min run time per round", *(x for r in results for x in ("", f"{r[2]:.2f}"))))
+    print_table(("op", *cols), rows)
     return 0
 
 

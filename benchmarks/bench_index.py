@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""Index benchmark: lightcol.Index (nbits 1/2/4) vs exhaustive MultiVectorCollection on dict-gcide passages.
+"""lightcol.Index (nbits 1/2/4) vs exhaustive MultiVectorCollection on dict-gcide passages; on CISI also
+vs colbert-ai's PLAID (``--plaid``).
 
-    python tools/gcide.py --n 100000                       # embed once (cached under /work/cache/gcide)
-    flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
-        python tools/bench_index.py --n 100000 --queries 100 [--cisi]
+    python benchmarks/embed_gcide.py --n 100000            # embed once (cached in .bench/gcide)
+    env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
+        python benchmarks/bench_index.py --n 100000 --queries 100 [--cisi]
 
 Prints one table: recall@10 against exact exhaustive MaxSim (``maxsim.rank`` over float32 vectors),
 single-query latency p50/p99 with 1 and 2 BLAS threads (query already embedded), bytes per stored
 vector (whole index file on disk / stored vectors), build time and peak RSS (each build in a fresh
 subprocess fed chunk by chunk from the cache, so RSS is the build's own), open time (fresh process,
-file in the page cache). Queries are held out (entries not among the passages; see tools/gcide.py):
+file in the page cache). Queries are held out (entries not among the passages; see common.gcide_queries):
 reverse-dictionary descriptions ("describe", the latency queries) and ``"meaning of <headword>"``
 ("meaning": 27 of 32 query tokens are [MASK], nearly tied exact scores); recall is reported for each.
 ``--exact`` adds an nbits=2 index built with ``keep_full=True`` searched with ``exact=True`` (final
@@ -23,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,47 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+from common import (BENCH_MODEL, CISI_CACHE, GCIDE_CACHE, ROOT, embedded_cisi, gcide_query_vectors, gcide_stream,
+                    gcide_vectors, latencies_ms, load_cisi, ndcg_at, p50_p99, peak_rss_mib, table_lines)
 
-import gcide  # noqa: E402
-
-from lightcol import Index, MultiVectorCollection, maxsim  # noqa: E402
+from lightcol import Index, MultiVectorCollection, maxsim
 
 
 WIDE = {"n_interact": 4096, "n_rerank": 2048}  # recall-oriented knobs, reported as a second row
 
 
-def _stream(n: int):
-    """Per-passage float16 arrays of the first ``n`` cached passages, one cache chunk in memory at a time."""
-    left = n
-    i = 0
-    while left > 0:
-        with np.load(gcide.CACHE / f"chunk_{i:04d}.npz") as z:
-            v, lens = z["vectors"], z["lengths"]
-        off = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=off[1:])
-        for j in range(min(left, len(lens))):
-            yield v[off[j] : off[j + 1]]
-        left -= len(lens)
-        i += 1
-
-
 def _child_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
-    ix = Index.build(args.path, None, _stream(args.n), nbits=args.nbits, keep_full=args.keep_full, show_progress=False)
+    ix = Index.build(args.path, None, gcide_stream(args.n), nbits=args.nbits, keep_full=args.keep_full, show_progress=False)
     secs = time.perf_counter() - t
-    rss = _peak_rss_mb()
+    rss = peak_rss_mib("hwm")  # ru_maxrss would include the forking parent's pages on Linux
     print(json.dumps({"seconds": secs, "rss_mb": rss, "n_tokens": ix.n_tokens, "n_centroids": int(ix.meta["n_centroids"])}))
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS: ``VmHWM`` (``ru_maxrss`` would include the forking parent's pages on Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child_open(args: argparse.Namespace) -> None:
@@ -87,29 +61,12 @@ def _run_child(*argv: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _query_vectors(n: int, nq: int, kind: str) -> list[np.ndarray]:
-    f = gcide.CACHE / (f"queries_{n}_{nq}.npy" if kind == "meaning" else f"queries_{kind}_{n}_{nq}.npy")
-    if f.exists():
-        return list(np.load(f))
-    from lightcol import LateInteractionTextEmbedding
-
-    model = LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=1)
-    qv = np.stack(list(model.query_embed(gcide.queries(n, nq, kind=kind))))
-    np.save(f, qv)
-    return list(qv)
-
-
 def _latency(fn, queries, threads: int) -> tuple[float, float]:
     from threadpoolctl import threadpool_limits
 
-    ms = []
     with threadpool_limits(limits=threads):
-        fn(queries[0])
-        for q in queries:
-            t = time.perf_counter()
-            fn(q)
-            ms.append((time.perf_counter() - t) * 1000)
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+        ms = latencies_ms(fn, queries)
+    return p50_p99(ms)
 
 
 def _recall(got: list[list], ref: list[list]) -> float:
@@ -143,7 +100,7 @@ def _diagnose(ix: Index, queries: list[np.ndarray], ref: list[list[int]]) -> Non
 
 
 def _embed_rate() -> str:
-    log = gcide.CACHE.parent / "gcide-embed.log"
+    log = GCIDE_CACHE.parent / "gcide-embed.log"
     if not log.exists():
         return "n/a"
     docs = secs = 0
@@ -158,7 +115,7 @@ def _child_open_cisi(args: argparse.Namespace) -> None:
     from lightcol import LateInteractionTextEmbedding
 
     t = time.perf_counter()
-    LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=2, cuda=False)
+    LateInteractionTextEmbedding(specific_model_path=BENCH_MODEL, threads=2, cuda=False)
     model_s = time.perf_counter() - t
     t = time.perf_counter()
     if args.path.endswith(".npz"):
@@ -175,13 +132,13 @@ def _text_latency(models: dict, search, texts: list[str]) -> dict[int, tuple[flo
 
 
 def _plaid(workdir: str, nbits: str, corpus: str = "cisi") -> dict:
-    """colbert-ai's PLAID rows: ``tools/bench_plaid.py`` run in the colbert-ai environment."""
+    """colbert-ai's PLAID rows: ``benchmarks/bench_plaid.py`` run in the colbert-ai environment."""
     py = os.environ.get("LIGHTCOL_COLBERT_PYTHON", str(ROOT / ".venv-colbert" / "bin" / "python"))
     if not os.path.isfile(py):
         raise SystemExit(f"--plaid needs colbert-ai's environment: {py} not found (tools/setup_dev.sh builds "
                          ".venv-colbert; or set LIGHTCOL_COLBERT_PYTHON)")
     out = os.path.join(workdir, f"plaid-{corpus.replace(':', '-')}.json")
-    subprocess.run([py, str(ROOT / "tools" / "bench_plaid.py"), "run", "--corpus", corpus, "--nbits", nbits,
+    subprocess.run([py, str(ROOT / "benchmarks" / "bench_plaid.py"), "run", "--corpus", corpus, "--nbits", nbits,
                     "--checkpoint", str(ROOT / ".bench" / "minilm-colbert"), "--workdir", os.path.join(workdir, "plaid"),
                     "--out", out], check=True, stdout=subprocess.DEVNULL)
     return json.loads(Path(out).read_text())
@@ -189,19 +146,17 @@ def _plaid(workdir: str, nbits: str, corpus: str = "cisi") -> dict:
 
 def _cisi(nbits_list: list[int], workdir: str, plaid_nbits: str | None = None) -> list[str]:
     """The CISI table: exhaustive MaxSim, lightcol.Index at ``nbits_list`` and (``plaid_nbits``) colbert-ai's PLAID."""
-    from cisi import embedded, load_cisi, ndcg_at
-
     from lightcol import LateInteractionTextEmbedding
 
     docs, queries, _ = load_cisi()
-    ids, dv, qids, qv, qrels, _ = embedded(gcide.MODEL, cache=gcide.CACHE.parent / "cisi-minilm.npz")
+    ids, dv, qids, qv, qrels, _ = embedded_cisi(BENCH_MODEL, cache=CISI_CACHE)
     texts = [queries[q] for q in qids]
     n_vec = sum(map(len, dv))
     rel = [qrels.get(q, set()) for q in qids]
     ref = [[ids[i] for i in maxsim.rank(q, maxsim.pack(dv, dtype="float32"), 10)[0]] for q in qv]
     lines = [(f"CISI: {len(ids)} abstracts, {n_vec} vectors (dim {dv[0].shape[1]}), {len(qids)} queries "
-              f"({sum(map(bool, rel))} judged); model {gcide.MODEL.name}")]
-    models = {t: LateInteractionTextEmbedding(specific_model_path=gcide.MODEL, threads=t, cuda=False) for t in (1, 2)}
+              f"({sum(map(bool, rel))} judged); model {BENCH_MODEL.name}")]
+    models = {t: LateInteractionTextEmbedding(specific_model_path=BENCH_MODEL, threads=t, cuda=False) for t in (1, 2)}
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=2):  # lightcol's embedding time in this run (2 threads), checked against the cache
@@ -260,12 +215,11 @@ def _cisi(nbits_list: list[int], workdir: str, plaid_nbits: str | None = None) -
                          {int(k): v for k, v in r["latency_ms"].items()}, r["build_s"], r["index_only_s"],
                          r["index_open_s"], r["open_s"] - r["index_open_s"]))
             print(rows[-1], flush=True)
-    lines += ["", ("| CISI | nDCG@10 | recall@10 vs exhaustive | bytes/vector | p50 / p99 ms, 1 thread | "
-                   "p50 / p99 ms, 2 threads | build s (embed + index) | index build alone s | open s (index) | model load s |"),
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, nd, rec, bpv, lat, b, bi, o, m in rows:
-        lines.append(f"| {name} | {nd:.4f} | {rec:.3f} | {bpv:.1f} | {lat[1][0]:.1f} / {lat[1][1]:.1f} | "
-                     f"{lat[2][0]:.1f} / {lat[2][1]:.1f} | {b:.1f} | {bi:.2f} | {o:.3f} | {m:.2f} |")
+    lines += ["", *table_lines(
+        ("CISI", "nDCG@10", "recall@10 vs exhaustive", "bytes/vector", "p50 / p99 ms, 1 thread", "p50 / p99 ms, 2 threads",
+         "build s (embed + index)", "index build alone s", "open s (index)", "model load s"),
+        [(name, f"{nd:.4f}", f"{rec:.3f}", f"{bpv:.1f}", f"{lat[1][0]:.1f} / {lat[1][1]:.1f}", f"{lat[2][0]:.1f} / {lat[2][1]:.1f}",
+          f"{b:.1f}", f"{bi:.2f}", f"{o:.3f}", f"{m:.2f}") for name, nd, rec, bpv, lat, b, bi, o, m in rows])]
     return lines
 
 
@@ -308,9 +262,9 @@ def main() -> None:
     if args.cisi_only:
         print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir, args.plaid)))
         return
-    queries = _query_vectors(args.n, args.queries, "describe")
-    meaning = _query_vectors(args.n, args.queries, "meaning")
-    vectors, offsets = gcide.load_vectors(args.n)
+    queries = gcide_query_vectors(args.n, args.queries, "describe")
+    meaning = gcide_query_vectors(args.n, args.queries, "meaning")
+    vectors, offsets = gcide_vectors(args.n)
     n_tok = int(offsets[-1])
     print(f"gcide: {args.n} passages, {n_tok} vectors (dim {vectors.shape[1]}), {len(queries)} + {len(meaning)} "
           f"held-out queries; embedding rate here: {_embed_rate()}", flush=True)
@@ -379,14 +333,14 @@ def main() -> None:
                          r["index_only_s"], None, r["index_open_s"]))
             print(rows[-1], flush=True)
     print()
-    print(f"| {args.n:,} gcide passages, {n_tok:,} vectors | recall@10 vs exact (describe) | recall@10 (meaning) | "
-          "p50 / p99 ms (1 thread) | p50 / p99 ms (2 threads) | speed-up vs exact (p50, 1 thr) | bytes/vector | "
-          "build s | build peak RSS MB | open s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, rec, rec_m, l1, l2, bpv, bs, rss, o in rows:
-        f = lambda x, fmt: "-" if x is None else fmt.format(x)  # noqa: E731
-        print(f"| {name} | {rec:.3f} | {f(rec_m, '{:.3f}')} | {l1[0]:.1f} / {l1[1]:.1f} | {l2[0]:.1f} / {l2[1]:.1f} | "
-              f"{exact_p50 / l1[0]:.1f}x | {bpv:.1f} | {f(bs, '{:.0f}')} | {f(rss, '{:.0f}')} | {f(o, '{:.3f}')} |")
+    f = lambda x, fmt: "-" if x is None else fmt.format(x)  # noqa: E731
+    print("\n".join(table_lines(
+        (f"{args.n:,} gcide passages, {n_tok:,} vectors", "recall@10 vs exact (describe)", "recall@10 (meaning)",
+         "p50 / p99 ms (1 thread)", "p50 / p99 ms (2 threads)", "speed-up vs exact (p50, 1 thr)", "bytes/vector", "build s",
+         "build peak RSS MB", "open s"),
+        [(name, f"{rec:.3f}", f(rec_m, "{:.3f}"), f"{l1[0]:.1f} / {l1[1]:.1f}", f"{l2[0]:.1f} / {l2[1]:.1f}",
+          f"{exact_p50 / l1[0]:.1f}x", f"{bpv:.1f}", f(bs, "{:.0f}"), f(rss, "{:.0f}"), f(o, "{:.3f}"))
+         for name, rec, rec_m, l1, l2, bpv, bs, rss, o in rows])))
     if args.cisi:
         print()
         print("\n".join(_cisi([int(b) for b in args.nbits.split(",")], workdir, args.plaid)))
