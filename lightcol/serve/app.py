@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lightcol import _optional
-from lightcol.errors import DuplicateIdError, LightcolError
+from lightcol.errors import ArgumentError, DuplicateIdError, InvalidTextError, ShapeError
 from lightcol.serve import requests as rq
 from lightcol.serve.batching import DOCUMENT, QUERY, QueueFull, ShuttingDown
 from lightcol.serve.service import DocumentsMissing, ServeConfig, Service, Unsupported
@@ -77,7 +77,7 @@ def _status(e: BaseException) -> tuple[int, str]:
         return 404, "ArgumentError"
     if isinstance(e, DuplicateIdError):
         return 409, type(e).__name__
-    if isinstance(e, LightcolError) and isinstance(e, (ValueError, TypeError)):
+    if isinstance(e, (ArgumentError, InvalidTextError, ShapeError)):  # the caller's input; not e.g. a broken index
         return 422, type(e).__name__
     return 500, type(e).__name__
 
