@@ -368,17 +368,14 @@ class LateInteractionTextEmbedding:
         """Vectors of ``texts`` in input order; ``pool`` = (pool_factor, protected_tokens) pools them (float32 first)."""
         pooled = pool[0] > 1
         cast = dtype if not pooled else np.float32
-        ids = _rules.tokenize(self._doc_tokenizer, texts, self._prep)
+        ids = self._tokenize(texts, is_doc=True)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)) + 1  # + marker
         order = np.argsort(lengths, kind="stable")
         result: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         for idx in _token_batches(lengths, order, batch_size, self.batch_tokens):
-            batch = _rules.build_documents([ids[i] for i in idx], self.spec.rules, self._skip)
-            vectors = self._run(batch)
-            if cast is not np.float32:
-                vectors = vectors.astype(cast)
+            vectors = self._encode([ids[i] for i in idx], is_doc=True, dtype=cast)
             for row, i in enumerate(idx.tolist()):
-                result[i] = vectors[row][batch.keep[row]]
+                result[i] = vectors[row]
         if pooled:
             from lightcol.pooling import pool_tokens_batch
 
@@ -388,7 +385,7 @@ class LateInteractionTextEmbedding:
         return result
 
     def _embed_queries(self, texts: list[str], batch_size: int, dtype: type = np.float32) -> list[np.ndarray]:
-        ids = _rules.tokenize(self._query_tokenizer, texts, self._prep)
+        ids = self._tokenize(texts, is_doc=False)
         rules = self.spec.rules
         if rules.do_query_expansion:  # every query is query_length tokens; every row is kept
             rows = max(1, min(batch_size, self.batch_tokens // rules.query_length))
@@ -398,11 +395,34 @@ class LateInteractionTextEmbedding:
             batches = _token_batches(lengths, np.argsort(lengths, kind="stable"), batch_size, self.batch_tokens)
         result: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
         for idx in batches:
-            batch = _rules.build_queries([ids[i] for i in idx], rules)
-            vectors = self._run(batch).astype(dtype, copy=False)
-            for row, i in enumerate(idx.tolist()):
-                result[i] = vectors[row] if rules.do_query_expansion else vectors[row][batch.keep[row]]
+            for i, vectors in zip(idx.tolist(), self._encode([ids[i] for i in idx], is_doc=False, dtype=dtype)):
+                result[i] = vectors
         return result
+
+    def _tokenize(self, texts: Sequence[str], is_doc: bool) -> list[list[int]]:
+        """Token ids of ``[CLS] text [SEP]`` per text, truncated for documents or queries (no marker yet)."""
+        return _rules.tokenize(self._doc_tokenizer if is_doc else self._query_tokenizer, texts, self._prep)
+
+    def _encode(self, ids: Sequence[Sequence[int]], is_doc: bool, dtype: type = np.float32) -> list[np.ndarray]:
+        """One ONNX Runtime call on token ids from :meth:`_tokenize`: each text's vectors, in order.
+
+        Documents keep their non-padding, non-skiplist rows ``(kept_tokens, dim)``; queries all
+        ``query_length`` rows with query expansion, else their non-padding rows. The batching service
+        (:mod:`lightcol.serve`) merges texts of many requests into one call through this method, so its
+        vectors are ``embed``'s.
+        """
+        rules = self.spec.rules
+        if not is_doc:
+            batch = _rules.build_queries(ids, rules)
+            vectors = self._run(batch).astype(dtype, copy=False)
+            if rules.do_query_expansion:
+                return list(vectors)
+            return [vectors[row][batch.keep[row]] for row in range(len(ids))]
+        batch = _rules.build_documents(ids, rules, self._skip)
+        vectors = self._run(batch)
+        if dtype is not np.float32:
+            vectors = vectors.astype(dtype)
+        return [vectors[row][batch.keep[row]] for row in range(len(ids))]
 
     def _stream(
         self, items: str | Iterable[str], batch_size: int, is_doc: bool, dtype: Any = "float32",

@@ -19,7 +19,7 @@ from lightcol.errors import LightcolError, RegistryError, UnknownModelError
 
 PROG = "lightcol"
 #: Command modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("models", "download", "quantize", "optimize", "embed", "index")
+COMMANDS = ("models", "download", "quantize", "optimize", "embed", "index", "serve")
 
 
 class UsageError(Exception):

@@ -189,19 +189,24 @@ def run_search(args: argparse.Namespace) -> int:
         return fail(f"no index file or document index folder at {args.index}; build one with 'lightcol index build'", 1)
     index = Index.open(args.index)
     model = _embedder(args, index.meta)
-    if index.model is not None and model.model_name != index.model:
-        raise UsageError(f"{args.index} was built with model {index.model!r}, not {model.model_name!r}")
-    if index.dim != model.dim:
-        raise UsageError(f"{args.index} holds vectors of dim {index.dim}; {model.model_name!r} gives dim {model.dim}")
-    diff = [] if index.rules is None else model.spec.rules.differences(index.rules)
-    if diff:
-        raise UsageError(f"{args.index} was built with other encoding rules than {model.model_name!r} has "
-                         f"({', '.join(diff)} differ); search with the model folder it was built with")
+    check_index_model(args.index, index, model)
     out = sys.stdout
     for text, q in zip(queries, model.query_embed(queries), strict=True):
         res = index.search(q, args.k, exact=args.exact)
         out.write(json.dumps({"query": text, "results": [{"id": d, "score": round(s, 6)} for d, s in res]}) + "\n")
     return 0
+
+
+def check_index_model(path: str, index: Any, model: Any) -> None:
+    """Raise :class:`UsageError` unless ``model`` (name, dim, rules) can embed queries for ``index``."""
+    if index.model is not None and model.model_name != index.model:
+        raise UsageError(f"{path} was built with model {index.model!r}, not {model.model_name!r}")
+    if index.dim != model.dim:
+        raise UsageError(f"{path} holds vectors of dim {index.dim}; {model.model_name!r} gives dim {model.dim}")
+    diff = [] if index.rules is None else model.spec.rules.differences(index.rules)
+    if diff:
+        raise UsageError(f"{path} was built with other encoding rules than {model.model_name!r} has "
+                         f"({', '.join(diff)} differ); search with the model folder it was built with")
 
 
 def _records(path: str, args: argparse.Namespace) -> tuple[list[str], list[Any] | None, list[Any] | None]:

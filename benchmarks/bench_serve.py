@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""``lightcol serve`` under concurrent callers: dynamic batching vs one request at a time.
+
+    flock /tmp/lightcol-bench.lock python benchmarks/bench_serve.py [--callers 16] [--threads 2]
+
+Starts the server (a subprocess: ``lightcol serve --model-path .bench/minilm-colbert-onnx --threads 2``)
+twice, with batching and with ``--no-batching`` (each request its own ONNX Runtime calls, one request at
+a time), and drives it with N callers (asyncio, keep-alive HTTP/1.1 connections written by hand so the
+client costs little CPU) that each send one CISI query or one CISI abstract per request and wait for the
+answer (``"encoding": "base64"``); meanwhile one query caller among the document callers, and one
+query caller alone (idle). The two servers take turns, round after round; each row gives the best
+round's texts/s, the texts per CPU-second the server used over all rounds (what the work costs,
+however busy the machine), p50/p99 latency and the server's resident memory; the ceiling is
+in-process batched ``embed`` (same model, same threads). Client and server share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common  # noqa: F401 - puts this checkout's lightcol first on sys.path
+from common import BENCH_MODEL, cisi_texts, machine, p50_p99, print_table, require_bench_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    def __init__(self, model: Path, threads: int, *extra: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lightcol", "serve", "--model-path", str(model), "--threads", str(threads),
+             "--port", "0", "--log-level", "warning", *extra],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            m = re.search(r"listening on http://([\d.]+):(\d+)", line)
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                break
+        else:
+            raise SystemExit("the server did not start")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: bytes, body: bytes) -> bytes:
+    writer.write(b"POST " + path + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1]
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    data = await reader.readexactly(length)
+    if status != b"200":
+        raise RuntimeError(f"HTTP {status.decode()}: {data[:300]!r}")
+    return data
+
+
+async def _drive(host: str, port: int, bodies: list[bytes], callers: int) -> tuple[float, list[float]]:
+    """Send ``bodies`` with ``callers`` concurrent connections (each one request at a time): wall seconds
+    and per-request latencies (ms)."""
+    next_item = iter(range(len(bodies)))
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for i in next_item:
+                t = time.perf_counter()
+                data = await _request(reader, writer, b"/v1/embed", bodies[i])
+                latencies.append((time.perf_counter() - t) * 1000)
+                assert data.startswith(b'{"model"')
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - t0, latencies
+
+
+async def _drive_mixed(host: str, port: int, doc_bodies: list[bytes], query_bodies: list[bytes],
+                       callers: int) -> tuple[float, list[float]]:
+    """``callers`` document callers over ``doc_bodies`` and, meanwhile, one query caller (one query at a
+    time, in a loop until the documents are done): document wall seconds and the queries' latencies (ms)."""
+    done = asyncio.Event()
+    latencies: list[float] = []
+
+    async def query_caller() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            i = 0
+            while not done.is_set():
+                t = time.perf_counter()
+                await _request(reader, writer, b"/v1/embed", query_bodies[i % len(query_bodies)])
+                latencies.append((time.perf_counter() - t) * 1000)
+                i += 1
+        finally:
+            writer.close()
+
+    async def documents() -> float:
+        try:
+            seconds, _ = await _drive(host, port, doc_bodies, callers)
+            return seconds
+        finally:
+            done.set()
+
+    seconds, _ = await asyncio.gather(documents(), query_caller())
+    return seconds, latencies
+
+
+def _bodies(texts: list[str], kind: str) -> list[bytes]:
+    return [json.dumps({"texts": [t], "kind": kind, "encoding": "base64"}).encode() for t in texts]
+
+
+class Run:
+    """One measurement: texts, wall seconds, server CPU seconds, latencies (ms)."""
+
+    def __init__(self, texts: int, seconds: float, cpu: float, latencies: list[float]) -> None:
+        self.texts, self.seconds, self.cpu, self.latencies = texts, seconds, cpu, latencies
+
+
+def drive(server: Server, bodies: list[bytes], callers: int) -> Run:
+    cpu = server.cpu_seconds()
+    seconds, lat = asyncio.run(_drive(server.host, server.port, bodies, callers))
+    return Run(len(bodies), seconds, server.cpu_seconds() - cpu, lat)
+
+
+def drive_mixed(server: Server, doc_bodies: list[bytes], query_bodies: list[bytes], callers: int) -> Run:
+    """Documents under ``callers`` document callers; the latencies are one query caller's meanwhile."""
+    cpu = server.cpu_seconds()
+    seconds, lat = asyncio.run(_drive_mixed(server.host, server.port, doc_bodies, query_bodies, callers))
+    return Run(len(doc_bodies), seconds, server.cpu_seconds() - cpu, lat)
+
+
+def summary(runs: list[Run]) -> tuple[float, float, float, float]:
+    """Over interleaved rounds: best texts/s (the round least slowed by other work on the machine),
+    texts per server CPU-second (all rounds: what the work costs, whatever else runs), p50 and p99 ms
+    of all the rounds' latencies."""
+    best = max(r.texts / r.seconds for r in runs)
+    per_cpu = sum(r.texts for r in runs) / max(sum(r.cpu for r in runs), 1e-9)
+    p50, p99 = p50_p99([x for r in runs for x in r.latencies]) if runs[0].latencies else (float("nan"),) * 2
+    return best, per_cpu, p50, p99
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--callers", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--docs", type=int, default=160, help="CISI abstracts sent per round (one per request)")
+    p.add_argument("--queries", type=int, default=224, help="CISI queries sent per round (cycling the 112)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, the two servers taking turns in each")
+    p.add_argument("--max-batch-tokens", type=int, default=None)
+    p.add_argument("--model", type=Path, default=BENCH_MODEL)
+    args = p.parse_args()
+    model_dir = require_bench_model(args.model)
+    docs, queries = cisi_texts(args.docs)
+    queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
+    extra = [] if args.max_batch_tokens is None else ["--max-batch-tokens", str(args.max_batch_tokens)]
+    print(f"# lightcol serve, {args.callers} callers, {model_dir.name}, --threads {args.threads}; {args.rounds} "
+          f"rounds of {len(queries)} queries and {len(docs)} abstracts; {machine()}; "
+          f"{time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
+
+    q_bodies, d_bodies = _bodies(queries, "query"), _bodies(docs, "document")
+    modes = {"batching": extra, "one at a time": ["--no-batching", *extra]}
+    servers = {mode: Server(model_dir, args.threads, *flags) for mode, flags in modes.items()}
+    runs: dict[tuple[str, str], list[Run]] = {}
+    try:
+        for server in servers.values():  # warm-up
+            drive(server, q_bodies[: 2 * args.callers], args.callers)
+            drive(server, d_bodies[: 2 * args.callers], args.callers)
+        for _ in range(args.rounds):
+            for mode, server in servers.items():
+                runs.setdefault((mode, "idle"), []).append(drive(server, q_bodies[:112], 1))
+                runs.setdefault((mode, "query"), []).append(drive(server, q_bodies, args.callers))
+                runs.setdefault((mode, "document"), []).append(drive(server, d_bodies, args.callers))
+                runs.setdefault((mode, "mixed"), []).append(drive_mixed(server, d_bodies, q_bodies, args.callers))
+        rss = {mode: server.rss_mib() for mode, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    from lightcol import LateInteractionTextEmbedding
+
+    model = LateInteractionTextEmbedding(specific_model_path=model_dir, threads=args.threads, cuda=False)
+    list(model.embed(docs[:32]))
+    ceiling: list[tuple[float, float]] = []
+    for _ in range(args.rounds):
+        t, c = time.perf_counter(), time.process_time()
+        list(model.embed(docs))
+        ceiling.append((time.perf_counter() - t, time.process_time() - c))
+    ceiling_best = len(docs) / min(w for w, _ in ceiling)
+    ceiling_cpu = len(docs) * len(ceiling) / sum(c for _, c in ceiling)
+
+    S = {key: summary(value) for key, value in runs.items()}
+    rows = []
+    for kind, label in (("query", f"queries, {args.callers} callers"), ("document", f"abstracts, {args.callers} callers"),
+                        ("mixed", f"abstracts, {args.callers} callers + 1 query caller"),
+                        ("idle", "queries, 1 caller (idle server)")):
+        for mode in modes:
+            best, per_cpu, p50, p99 = S[(mode, kind)]
+            rows.append([label, mode, f"{best:.1f}", f"{per_cpu:.1f}", f"{p50:.1f}", f"{p99:.1f}", f"{rss[mode]:.0f}"])
+    rows.append(["abstracts, in-process embed (ceiling)", "batched", f"{ceiling_best:.1f}", f"{ceiling_cpu:.1f}", "", "",
+                 ""])
+    print_table(["load", "server", "texts/s (best round)", "texts per server CPU-s", "p50 ms", "p99 ms",
+                 "server RSS MiB"], rows)
+    print("(mixed rows: texts/s of the abstracts; p50/p99 of the one query caller's queries meanwhile)")
+
+    qb, q1 = S[("batching", "query")], S[("one at a time", "query")]
+    db, d1 = S[("batching", "document")], S[("one at a time", "document")]
+    mb, idle = S[("batching", "mixed")], S[("batching", "idle")]
+    print()
+    print_table(["target", "wall clock", "per CPU-second", "goal", "met (wall)"], [
+        ["queries: batching / one at a time", f"{qb[0] / q1[0]:.2f}x", f"{qb[1] / q1[1]:.2f}x", ">= 1.5x",
+         _met(qb[0] / q1[0] >= 1.5)],
+        ["abstracts: batching / one at a time", f"{db[0] / d1[0]:.2f}x", f"{db[1] / d1[1]:.2f}x", ">= 1.1x",
+         _met(db[0] / d1[0] >= 1.1)],
+        ["abstracts: batching / in-process embed", f"{db[0] / ceiling_best:.2f}x", f"{db[1] / ceiling_cpu:.2f}x",
+         ">= 0.9x", _met(db[0] / ceiling_best >= 0.9)],
+        ["query p50, 16 query callers / idle", f"{qb[2] / idle[2]:.2f}x", "", "<= 3x", _met(qb[2] / idle[2] <= 3)],
+        ["query p50 among 16 document callers / idle", f"{mb[2] / idle[2]:.2f}x", "", "<= 3x",
+         _met(mb[2] / idle[2] <= 3)],
+    ])
+    # a closed loop of N callers without think time: mean latency = N / throughput (Little's law)
+    print(f"\nLittle's law: {args.callers} query callers at {qb[0]:.1f} queries/s wait {1000 * args.callers / qb[0]:.1f} "
+          f"ms on average; 3x the idle p50 ({3 * idle[2]:.1f} ms) would need {args.callers / (3 * idle[2] / 1000):.0f} "
+          "queries/s.")
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+if __name__ == "__main__":
+    main()
