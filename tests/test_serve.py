@@ -159,7 +159,7 @@ def test_model_health_ready_openapi(client):
     schemas = doc["components"]["schemas"]
     assert set(schemas["EmbedRequest"]["properties"]) == {"texts", "kind", "encoding"}
     assert set(schemas["EmbedResponse"]["properties"]) == {"model", "dim", "embeddings", "n_tokens"}
-    assert set(schemas["SearchRequest"]["properties"]) == {"query", "k", "where", "by_document"}
+    assert set(schemas["SearchRequest"]["properties"]) == {"query", "k", "where", "by_document", "mode", "alpha", "fusion", "highlights"}
     assert {"422", "413", "503"} <= set(embed["responses"])
 
 
@@ -367,12 +367,24 @@ def test_document_index_search_add_delete(tmp_path_factory, model, corpus):
         with httpx.Client(base_url=s.url, timeout=30) as c:
             ref = DocumentIndex.open(folder, model=model)
             query = corpus[3]
-            r = c.post("/v1/search", json={"query": query, "k": 5})
+            r = c.post("/v1/search", json={"query": query, "k": 5})  # the library's default mode (hybrid)
             assert r.status_code == 200, r.text
             got = r.json()["results"]
             want = ref.search(query, 5)
             assert [{k: v for k, v in g.items() if k != "id"} for g in got] == json.loads(json.dumps(want))
+            assert [g["id"] for g in got] == [w["document_id"] for w in want]
+            r = c.post("/v1/search", json={"query": query, "k": 5, "mode": "maxsim"})
+            assert r.status_code == 200, r.text
+            got = r.json()["results"]
+            want = ref.search(query, 5, mode="maxsim")
+            assert [{k: v for k, v in g.items() if k != "id"} for g in got] == json.loads(json.dumps(want))
             assert [g["id"] for g in got] == [w["document_id"] for w in want] and got[0]["id"] == 3
+            r = c.post("/v1/search", json={"query": query, "k": 3, "mode": "hybrid", "alpha": 0.25, "fusion": "rrf"})
+            assert r.status_code == 200, r.text
+            want = ref.search(query, 3, mode="hybrid", alpha=0.25, fusion="rrf")
+            assert [g["id"] for g in r.json()["results"]] == [w["document_id"] for w in want]
+            r = c.post("/v1/search", json={"query": query, "k": 3, "mode": "bm42"})
+            assert r.status_code == 422, r.text
             assert got[0]["metadata"] == {"n": 3, "even": False}
             by_doc = c.post("/v1/search", json={"query": query, "k": 5, "by_document": True}).json()["results"]
             assert [g["document_id"] for g in by_doc] == [w["document_id"] for w in ref.search(query, 5, True)]
@@ -387,7 +399,7 @@ def test_document_index_search_add_delete(tmp_path_factory, model, corpus):
             assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
             assert [r.json()["ids"] for r in responses] == [[f"new{i}"] for i in range(8)]
             assert c.get("/v1/model").json()["index"]["documents"] == 38
-            hit = c.post("/v1/search", json={"query": corpus[35], "k": 1}).json()["results"][0]
+            hit = c.post("/v1/search", json={"query": corpus[35], "k": 1, "mode": "maxsim"}).json()["results"][0]
             assert hit["id"] == "new5" and hit["metadata"] == {"batch": 5} and hit["content"] == corpus[35]
             r = c.post("/v1/documents", json={"texts": [corpus[40], corpus[41]]})  # ids from the text
             assert r.status_code == 200 and r.json()["documents"] == 40

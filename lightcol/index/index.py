@@ -1033,5 +1033,5 @@ def _finish_tables(writer: _storage.Writer, codec: _codec.Codec) -> None:
 
 
 def _full_meta(meta: dict[str, Any], codec: _codec.Codec, n_docs: int, n_tokens: int) -> dict[str, Any]:
-    return {**meta, "format": _FORMAT, "format_version": _storage.DATA_VERSION, "dim": codec.dim,
+    return {**meta, "format": _FORMAT, "format_version": _storage.FORMAT_VERSION, "dim": codec.dim,
             "nbits": codec.nbits, "n_centroids": int(codec.centroids.shape[0]), "n_docs": n_docs, "n_tokens": n_tokens}

@@ -281,7 +281,10 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
         service.require_index(req.where)  # 400 before any work
         if service.is_document_index:
             results = await asyncio.to_thread(service.search_document_index, req.query, req.k, req.where,
-                                              req.by_document)
+                                              req.by_document, req.options)
+        elif req.options:
+            raise Unsupported(f"{', '.join(sorted(req.options))} need a DocumentIndex (a folder built with --documents); "
+                              "the opened index is an Index of vectors and ids.")
         else:
             (q,) = await vectors(QUERY, [req.query])
             results = await asyncio.to_thread(service.search_index, q, req.k, None)

@@ -181,17 +181,24 @@ class SearchRequest:
     k: int
     where: dict[str, Any] | None
     by_document: bool
+    #: DocumentIndex search options given in the request (mode, alpha, fusion, highlights), passed through as they are
+    options: dict[str, Any]
+
+
+#: DocumentIndex.search keywords a search request may set
+SEARCH_OPTIONS = ("mode", "alpha", "fusion", "highlights")
 
 
 def search(body: dict[str, Any], limits: Limits) -> SearchRequest:
     route = "POST /v1/search"
-    check_fields(body, route, ("query",), ("k", "where", "by_document"))
+    check_fields(body, route, ("query",), ("k", "where", "by_document", *SEARCH_OPTIONS))
     k = _validate.integer("k", body.get("k", 10), minimum=1)
     where = body.get("where")
     if where is not None and not isinstance(where, dict):
         raise ArgumentError(f"where must be a JSON object of metadata filters, got {_json_type(where)}.")
     return SearchRequest(text("query", body["query"], limits), int(k or 10), where,
-                         boolean("by_document", body.get("by_document", False)))
+                         boolean("by_document", body.get("by_document", False)),
+                         {name: body[name] for name in SEARCH_OPTIONS if body.get(name) is not None})
 
 
 @dataclass(frozen=True)

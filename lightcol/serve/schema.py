@@ -74,6 +74,11 @@ class SearchRequest(_Body):
     where: dict[str, Any] | None = Field(
         None, description="Metadata filters (a DocumentIndex whose search supports them; 400 otherwise).")
     by_document: bool = Field(False, description="DocumentIndex: each document once, its best passage standing for it.")
+    mode: Literal["maxsim", "keyword", "hybrid"] | None = Field(
+        None, description="DocumentIndex: MaxSim, BM25 keywords, or both fused (default: the library's, hybrid).")
+    alpha: float | None = Field(None, ge=0, le=1, description="DocumentIndex, mode hybrid: weight of MaxSim (0..1).")
+    fusion: Literal["relative", "rrf"] | None = Field(None, description="DocumentIndex, mode hybrid: score fusion.")
+    highlights: bool | None = Field(None, description="DocumentIndex: add each passage's best-matching spans.")
 
 
 class SearchResult(BaseModel):

@@ -178,9 +178,9 @@ class Service:
         return index
 
     def search_document_index(self, query: str, k: int, where: dict[str, Any] | None,
-                              by_document: bool) -> list[dict[str, Any]]:
+                              by_document: bool, search_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         index = self.require_index(where)
-        options: dict[str, Any] = {"by_document": by_document}
+        options: dict[str, Any] = {**(search_options or {}), "by_document": by_document}
         if where is not None:
             options["where"] = where
         results = index.search(query, k, **options)
