@@ -2,7 +2,7 @@
 """DocumentIndex search for RAG: quality of keyword, MaxSim and hybrid search, and filter / keyword speed.
 
     python tools/make_bench_model.py                      # once: .bench/minilm-colbert-onnx
-    flock /tmp/lightcol-bench.lock nice python benchmarks/bench_document_search.py [--quality] [--speed]
+    nice python benchmarks/bench_document_search.py [--quality] [--speed]
 
 Quality (``--quality``): CISI (1,460 abstracts, 76 judged queries) in a ``DocumentIndex`` (``--backend``,
 default collection; MiniLM benchmark model, documents split at its 180 tokens), ranked by document

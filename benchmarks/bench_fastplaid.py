@@ -5,7 +5,7 @@ Runs in fast-plaid's own environment (``.venv-fastplaid``: fast-plaid 1.7.0.2110
 built by ``tools/setup_bench.sh``), not lightcol's. ``benchmarks/bench_index.py --fastplaid`` writes the vectors once and
 calls this script as a subprocess, so both indexes see the very same vectors:
 
-    .venv-fastplaid/bin/python benchmarks/bench_fastplaid.py run --vectors v.npz --nbits 2,4 --workdir /tmp/fp --out fp.json
+    .venv-fastplaid/bin/python benchmarks/bench_fastplaid.py run --vectors v.npz --nbits 2,4 --workdir fp-work --out fp.json
 
 ``v.npz`` holds ``vectors`` (n_vectors, dim) float16 or float32, ``offsets`` (n_docs + 1,) int64 and
 ``queries`` (n_queries, query_tokens, dim) float32. For each nbits, in a fresh process each: build with

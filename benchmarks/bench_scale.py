@@ -2,7 +2,7 @@
 """Index build at scale, streamed from Parquet shards: build time, peak RSS, size, open time, p50 vs corpus size.
 
     python benchmarks/bench_scale.py generate --vectors 2500000 20000000 --out /data/scale/2m5 /data/scale/20m
-    flock /tmp/lightcol-bench.lock nice python benchmarks/bench_scale.py run /data/scale/2m5 /data/scale/20m --workdir /data/ix
+    nice python benchmarks/bench_scale.py run scale/2m5 scale/20m --workdir scale-ix
 
 Synthetic vectors, drawn to match the benchmark model's statistics (not real text): a Gaussian mixture fitted
 to the CISI vectors of the MiniLM benchmark model (``common.embedded_cisi``'s cache): 4,096 spherical k-means

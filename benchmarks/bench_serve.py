@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``lightcol serve`` under concurrent callers: dynamic batching vs one request at a time.
 
-    flock /tmp/lightcol-bench.lock python benchmarks/bench_serve.py [--callers 16] [--threads 2]
+    python benchmarks/bench_serve.py [--callers 16] [--threads 2]
 
 Starts the server (a subprocess: ``lightcol serve --model-path .bench/minilm-colbert-onnx --threads 2``)
 twice, with batching and with ``--no-batching`` (each request its own ONNX Runtime calls, one request at

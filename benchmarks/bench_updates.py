@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Index updates: what adding and deleting documents costs next to a full build, and search after updates.
 
-    flock /tmp/lightcol-bench.lock env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
+    env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
         python benchmarks/bench_updates.py --vectors v.npz --n 100000     # synthetic passages
     ... python benchmarks/bench_updates.py --vectors v.npz                # the file's documents as they are
 

@@ -176,7 +176,7 @@ def test_spilled_build_writes_what_the_in_memory_writer_writes(tmp_path, ids):
     ix = Index.build(tmp_path / "spilled.lci", id_list, docs, nbits=2, n_centroids=32, sample_tokens=2000,
                      show_progress=False)
     a = _arrays(ix.path)
-    meta = {k: v for k, v in ix.meta.items() if k not in index_module._DERIVED}
+    meta = {k: v for k, v in ix.meta.items() if k not in (*index_module._DERIVED, *index_module._STATE)}
     writer = storage.Writer(tmp_path / "memory.lci")
     writer.array("residuals", a["residuals"])
     index_module._finish(writer, ix._codec, a["codes"], a["offsets"], ix.ids, meta)  # noqa: SLF001

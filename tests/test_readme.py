@@ -71,9 +71,6 @@ def test_snippet_runs_offline(code: str, tmp_path: Path) -> None:
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", offline(code)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
-    if proc.returncode and "RECOMMENDED_FIT" in code and "Cannot project to a higher dimensionality" in proc.stderr:
-        # Muvera.fit(**RECOMMENDED_FIT) projects to 32 dimensions; the tiny model has 16 (a hub model has 96+)
-        pytest.xfail("RECOMMENDED_FIT does not fit the tiny model's 16 dimensions yet")
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
 
 

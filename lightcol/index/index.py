@@ -776,7 +776,7 @@ class Index:
 
     def _compact(self, target: str, retrain: bool) -> bool:
         codec = self._codec
-        meta = {k: v for k, v in self.meta.items() if k not in (*_DERIVED, "n_segments", "n_deleted", "generation")}
+        meta = {k: v for k, v in self.meta.items() if k not in (*_DERIVED, *_STATE)}
         if retrain:
             sample_tokens = int(self.meta.get("sample_tokens", 1 << 20))
             sample = []
@@ -997,6 +997,8 @@ def _read_ids(a: np.ndarray, path: str) -> Sequence[Id]:
 
 
 _DERIVED = ("format", "dim", "nbits", "n_centroids", "n_docs", "n_tokens", "format_version")
+#: what an open index adds to ``meta`` about its state (segments, tombstones), never written by a build
+_STATE = ("n_segments", "n_deleted", "generation")
 
 
 def _drained(items: collections.deque[Any]) -> Iterator[Any]:
