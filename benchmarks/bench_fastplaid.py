@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import peak_rss_mib  # (imports no lightcol: this runs in fast-plaid's environment)
+from common import peak_rss_mib, run_child  # (imports no lightcol: this runs in fast-plaid's environment)
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, as lightcol's index runs
 
@@ -94,11 +93,7 @@ def search(args: argparse.Namespace) -> dict:
 def _child(mode: str, args: argparse.Namespace, nbits: int) -> dict:
     argv = [sys.executable, __file__, mode, "--vectors", args.vectors, "--workdir", args.workdir,
             "--threads", str(args.threads), "--nbits", str(nbits)]
-    res = subprocess.run(argv, check=False, capture_output=True, text=True)
-    if res.returncode:
-        sys.stderr.write(res.stdout[-4000:] + res.stderr[-8000:])
-        raise SystemExit(f"bench_fastplaid {mode} failed (exit {res.returncode})")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_child(argv, f"bench_fastplaid {mode}")
 
 
 def run(args: argparse.Namespace) -> dict:

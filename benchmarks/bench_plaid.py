@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("COLBERT_LOAD_TORCH_EXTENSION_VERBOSE", "False")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only: colbert-ai reads torch.cuda.device_count()
 
-from common import BENCH_CHECKPOINT, gcide_passages, gcide_queries, latencies_ms, load_cisi, p50_p99
+from common import BENCH_CHECKPOINT, gcide_passages, gcide_queries, latencies_ms, load_cisi, p50_p99, run_child
 
 EXPERIMENT = "plaid"
 
@@ -163,11 +162,7 @@ def _child(mode: str, args: argparse.Namespace, **extra) -> dict:
             "--workdir", args.workdir, "--threads", str(args.threads)]
     for k, v in extra.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
-    res = subprocess.run(argv, check=False, capture_output=True, text=True)
-    if res.returncode:
-        sys.stderr.write(res.stdout[-4000:] + res.stderr[-8000:])
-        raise SystemExit(f"bench_plaid {mode} failed (exit {res.returncode})")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_child(argv, f"bench_plaid {mode}")
 
 
 def run(args: argparse.Namespace) -> dict:

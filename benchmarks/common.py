@@ -56,6 +56,18 @@ def require_bench_model(folder: Path = BENCH_MODEL) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ timing
+def run_child(argv: Sequence[str], what: str) -> dict:
+    """Run ``argv`` (a benchmark's step in its own process, often another environment's Python) and
+    return the JSON object its last stdout line holds; on failure print its output and exit naming ``what``."""
+    import subprocess
+
+    res = subprocess.run(list(argv), check=False, capture_output=True, text=True)
+    if res.returncode:
+        sys.stderr.write(res.stdout[-4000:] + res.stderr[-8000:])
+        raise SystemExit(f"{what} failed (exit {res.returncode})")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def timed(fn: Callable[[], object]) -> float:
     """Seconds one call of ``fn`` takes."""
     t = time.perf_counter()
