@@ -37,11 +37,15 @@ def colbert_reference(checkpoint: Path, tmp: Path) -> dict[str, np.ndarray]:
     texts = tmp / "texts.json"
     texts.write_text(json.dumps({"documents": DOCUMENTS, "queries": QUERIES}), encoding="utf-8")
     out = tmp / "ref.npz"
+    # colbert-ai compiles a C++ extension under TORCH_EXTENSIONS_DIR, guarded by a plain lock file that a
+    # killed run leaves behind (and every later run then waits on forever): one folder per test session
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp.parent / "torch_extensions")}
     subprocess.run(
         [COLBERT_PYTHON, str(ROOT / "tools" / "colbert_reference.py"), str(checkpoint), str(texts), str(out), "--bsize", "7"],
         check=True,
         capture_output=True,
         timeout=600,
+        env=env,
     )
     return dict(np.load(out))
 
