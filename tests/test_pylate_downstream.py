@@ -80,7 +80,7 @@ def test_document_index(model, tmp_path: Path) -> None:
     ids = [f"doc-{i}" for i in range(len(texts))]
     index = DocumentIndex.create(tmp_path / "ix", model, texts=texts, document_ids=ids, max_document_length=40)
     query = "late interaction retrieval"
-    res = index.search(query, k=5)
+    res = index.search(query, k=5, mode="maxsim")  # MaxSim alone: compared with maxsim.rank below
     passages = split_documents(texts, model, 40)
     assert len(passages) > len(texts)  # documents longer than 40 tokens were split
     idx, scores = maxsim.rank(next(model.query_embed([query])), list(model.embed([p.text for p in passages])), 5)
@@ -88,7 +88,7 @@ def test_document_index(model, tmp_path: Path) -> None:
     np.testing.assert_allclose([r["score"] for r in res], scores, rtol=1e-5)
     index.close()
     reopened = DocumentIndex.open(tmp_path / "ix")
-    assert reopened.search(query, k=5) == res
+    assert reopened.search(query, k=5, mode="maxsim") == res
     reopened.close()
 
 
