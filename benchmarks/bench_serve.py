@@ -49,10 +49,20 @@ class Server:
         else:
             raise SystemExit("the server did not start")
 
-    def cpu_seconds(self) -> float:
-        """CPU time the server process has used (all its threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time the server process has used: its main thread (the event loop: HTTP, JSON, tokenizing)
+        and all its other threads (the batcher's workers and ONNX Runtime's)."""
+        main = total = 0.0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += seconds
+            if task.name == str(self.proc.pid):
+                main = seconds
+        return main, total - main
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -134,23 +144,32 @@ def _bodies(texts: list[str], kind: str) -> list[bytes]:
 
 
 class Run:
-    """One measurement: texts, wall seconds, server CPU seconds, latencies (ms)."""
+    """One measurement: texts, wall seconds, server CPU seconds (event loop, other threads), the client's
+    CPU seconds, latencies (ms)."""
 
-    def __init__(self, texts: int, seconds: float, cpu: float, latencies: list[float]) -> None:
-        self.texts, self.seconds, self.cpu, self.latencies = texts, seconds, cpu, latencies
+    def __init__(self, texts: int, seconds: float, cpu: tuple[float, float], client: float,
+                 latencies: list[float]) -> None:
+        self.texts, self.seconds, self.latencies = texts, seconds, latencies
+        self.cpu_loop, self.cpu_rest = cpu
+        self.cpu = self.cpu_loop + self.cpu_rest
+        self.client = client
+
+
+def _measure(server: Server, texts: int, work) -> Run:  # noqa: ANN001 - a coroutine factory
+    (loop0, rest0), client0 = server.cpu_seconds(), time.process_time()
+    seconds, lat = asyncio.run(work())
+    (loop1, rest1), client1 = server.cpu_seconds(), time.process_time()
+    return Run(texts, seconds, (loop1 - loop0, rest1 - rest0), client1 - client0, lat)
 
 
 def drive(server: Server, bodies: list[bytes], callers: int) -> Run:
-    cpu = server.cpu_seconds()
-    seconds, lat = asyncio.run(_drive(server.host, server.port, bodies, callers))
-    return Run(len(bodies), seconds, server.cpu_seconds() - cpu, lat)
+    return _measure(server, len(bodies), lambda: _drive(server.host, server.port, bodies, callers))
 
 
 def drive_mixed(server: Server, doc_bodies: list[bytes], query_bodies: list[bytes], callers: int) -> Run:
     """Documents under ``callers`` document callers; the latencies are one query caller's meanwhile."""
-    cpu = server.cpu_seconds()
-    seconds, lat = asyncio.run(_drive_mixed(server.host, server.port, doc_bodies, query_bodies, callers))
-    return Run(len(doc_bodies), seconds, server.cpu_seconds() - cpu, lat)
+    return _measure(server, len(doc_bodies),
+                    lambda: _drive_mixed(server.host, server.port, doc_bodies, query_bodies, callers))
 
 
 def summary(runs: list[Run]) -> tuple[float, float, float, float]:
@@ -161,6 +180,13 @@ def summary(runs: list[Run]) -> tuple[float, float, float, float]:
     per_cpu = sum(r.texts for r in runs) / max(sum(r.cpu for r in runs), 1e-9)
     p50, p99 = p50_p99([x for r in runs for x in r.latencies]) if runs[0].latencies else (float("nan"),) * 2
     return best, per_cpu, p50, p99
+
+
+def cpu_split(runs: list[Run]) -> tuple[float, float, float]:
+    """CPU milliseconds per text over all rounds: the server's event loop, its other threads (batcher and
+    ONNX Runtime), the load-generating client."""
+    n = sum(r.texts for r in runs)
+    return tuple(1000 * sum(getattr(r, a) for r in runs) / n for a in ("cpu_loop", "cpu_rest", "client"))
 
 
 def main() -> None:
@@ -225,6 +251,15 @@ def main() -> None:
     print_table(["load", "server", "texts/s (best round)", "texts per server CPU-s", "p50 ms", "p99 ms",
                  "server RSS MiB"], rows)
     print("(mixed rows: texts/s of the abstracts; p50/p99 of the one query caller's queries meanwhile)")
+    print()
+    split_rows = []
+    for kind, label in (("query", f"queries, {args.callers} callers"), ("document", f"abstracts, {args.callers} callers"),
+                        ("idle", "queries, 1 caller (idle server)")):
+        for mode in modes:
+            loop, rest, client = cpu_split(runs[(mode, kind)])
+            split_rows.append([label, mode, f"{loop:.2f}", f"{rest:.2f}", f"{client:.2f}"])
+    print_table(["load", "server", "event loop CPU ms/text (HTTP, JSON, tokenizing)",
+                 "batcher + ONNX Runtime threads CPU ms/text", "client CPU ms/text"], split_rows)
 
     qb, q1 = S[("batching", "query")], S[("one at a time", "query")]
     db, d1 = S[("batching", "document")], S[("one at a time", "document")]
