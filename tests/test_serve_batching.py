@@ -184,6 +184,21 @@ def test_document_batches_group_similar_lengths():
         b.close()
 
 
+def test_document_batches_keep_padding_within_a_quarter_of_their_tokens():
+    b, enc, gate, first = held({"max_batch_tokens": 1000}, kind=DOCUMENT)
+    try:
+        # costs (length + marker): 41 and 11 would pad 30 of 52 tokens; 41 and 37: 4 of 78
+        futures = [b.submit(DOCUMENT, [doc(1, 40)]), b.submit(DOCUMENT, [doc(2, 10)]), b.submit(DOCUMENT, [doc(3, 36)])]
+        gate.set()
+        wait_all(futures)
+        batches = sorted(sorted(s[0] for s in ids) for ids in of_kind(enc.batches, True)[1:])
+        assert batches == [[1, 3], [2]]
+        assert b.max_padding == 0.25
+    finally:
+        gate.set()
+        b.close()
+
+
 def test_without_batching_requests_never_share_a_call_and_go_in_order():
     b, enc, gate, first = held({"batching": False, "max_batch_tokens": 1000})
     try:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -51,10 +50,12 @@ QUERY = "query"
 DOCUMENT = "document"
 KINDS = (QUERY, DOCUMENT)
 
-#: Padding a document batch may add, as a fraction of its texts' own tokens: a padded token costs as
-#: much as a real one, and batching saves less than that on a CPU (one 180-token abstract already
-#: fills the matrix units), so texts of unlike lengths run in separate batches.
-MAX_PADDING = float(os.environ.get("LIGHTCOL_SERVE_MAX_PADDING", "0.1"))
+#: Padding a document batch may add, as a fraction of its texts' own tokens. A padded token costs as
+#: much as a real one, and on a CPU batching saves less than that: CISI abstracts (MiniLM, 2 threads)
+#: in length-sorted batches run 1.2-1.45x faster than one at a time, in arrival-order batches no
+#: faster. With 16 callers, a cap of 0.25 served more abstracts per second than none (18 % padding)
+#: and than 0.1 (batches too small).
+MAX_PADDING = 0.25
 #: Texts of one request considered when filling a document batch, and of all requests together.
 _SCAN_PER_REQUEST = 256
 _SCAN_TOTAL = 1024
