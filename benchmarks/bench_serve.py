@@ -139,7 +139,8 @@ async def _drive_mixed(host: str, port: int, doc_bodies: list[bytes], query_bodi
     return seconds, latencies
 
 
-async def _drive_open(host: str, port: int, bodies: list[bytes], rate: float, seed: int = 0) -> tuple[float, list[float]]:
+async def _drive_open(host: str, port: int, bodies: list[bytes], rate: float,
+                      seed: int = 0) -> tuple[float, list[float]]:
     """An open loop: ``bodies`` sent at Poisson arrivals of ``rate`` per second, whether or not earlier
     answers came back (each on a free keep-alive connection, a new one if none is free). A request's
     latency counts from its scheduled arrival, so a late send is not hidden (no coordinated omission)."""
@@ -306,6 +307,7 @@ def main() -> None:
     qb, q1 = S[("batching", "query")], S[("one at a time", "query")]
     db, d1 = S[("batching", "document")], S[("one at a time", "document")]
     mb, idle = S[("batching", "mixed")], S[("batching", "idle")]
+    m1 = S[("one at a time", "mixed")]
     print()
     print_table(["target", "wall clock", "per CPU-second", "goal", "met (wall)"], [
         ["queries: batching / one at a time", f"{qb[0] / q1[0]:.2f}x", f"{qb[1] / q1[1]:.2f}x", ">= 1.5x",
@@ -314,11 +316,12 @@ def main() -> None:
          _met(db[0] / d1[0] >= 1.1)],
         ["abstracts: batching / in-process embed", f"{db[0] / ceiling_best:.2f}x", f"{db[1] / ceiling_cpu:.2f}x",
          ">= 0.9x", _met(db[0] / ceiling_best >= 0.9)],
-        [f"query p50, {args.callers} query callers / idle", f"{qb[2] / idle[2]:.2f}x", "", "<= 3x", _met(qb[2] / idle[2] <= 3)],
+        [f"query p50, {args.callers} query callers / idle", f"{qb[2] / idle[2]:.2f}x", "", "<= 3x",
+         _met(qb[2] / idle[2] <= 3)],
         [f"query p50 among {args.callers} document callers / idle", f"{mb[2] / idle[2]:.2f}x", "", "<= 3x",
          _met(mb[2] / idle[2] <= 3)],
-        [f"query p50 among {args.callers} document callers: batching / one at a time", f"{mb[2] / S[('one at a time', 'mixed')][2]:.2f}x",
-         "", "< 1x", _met(mb[2] < S[("one at a time", "mixed")][2])],
+        [f"query p50 among {args.callers} document callers: batching / one at a time", f"{mb[2] / m1[2]:.2f}x", "",
+         "< 1x", _met(mb[2] < m1[2])],
     ])
     ob = S[("batching", "open")]
     print(f"\nOpen loop (not the closed-loop target above): queries arriving at {rate:.0f}/s "

@@ -168,8 +168,8 @@ class ServeApp(FastAPI):
 
     Such a request goes straight to the route's endpoint function (the same one FastAPI routes to:
     authentication, metrics and error answers included), skipping the router, the middleware stack
-    and dependency resolution: about a fifth of the event loop's time per small request. Every other
-    request, and the OpenAPI schema, is FastAPI's.
+    and dependency resolution (a quarter of the event loop's samples in a profile under 16 query
+    callers). Every other request, and the OpenAPI schema, is FastAPI's.
     """
 
     hot_routes: dict[tuple[str, str], Endpoint]
