@@ -86,6 +86,24 @@ def test_embed_equals_in_process(client, model, kind, encoding):
         assert set(body["n_tokens"]) == {32}
 
 
+def test_float_responses_read_back_the_same_with_or_without_orjson(monkeypatch):
+    from lightcol.serve import app as serve_app
+
+    rng = np.random.default_rng(0)
+    vecs = [rng.standard_normal((n, 16)).astype(np.float32) for n in (1, 7, 32)]
+    payload = {"model": "m\u00e9", "dim": 16, "embeddings": [v.tolist() for v in vecs], "n_tokens": [1, 7, 32]}
+    want = serve_app._dumps(payload)
+    got = serve_app._dumps_floats(payload, vecs)  # orjson when installed
+    assert json.loads(got) == json.loads(want)
+    for v, e in zip(vecs, json.loads(got)["embeddings"], strict=True):
+        np.testing.assert_array_equal(np.asarray(e, dtype=np.float32), v)
+    nan = [np.array([[0.5, np.nan]], dtype=np.float32)]
+    with pytest.raises(ValueError):  # never written as null
+        serve_app._dumps_floats({"embeddings": [nan[0].tolist()]}, nan)
+    monkeypatch.setattr(serve_app, "_orjson", None)
+    assert serve_app._dumps_floats(payload, vecs) == want
+
+
 def test_embed_defaults_and_empty(client, model):
     body = client.post("/v1/embed", json={"texts": ["late interaction"]}).json()  # document, float
     assert_same([floats(body["embeddings"][0])], list(model.embed(["late interaction"])))

@@ -14,19 +14,27 @@ QLEN = 8
 
 
 class FakeEncoder:
-    """Records every batch; a text whose first id is ``fail`` raises; ``gate`` holds each call until set."""
+    """Records every batch as it starts; a text whose first id is ``fail`` raises; ``gate`` holds each
+    call until set, ``gates[is_doc]`` the calls of one kind; ``done`` records each finished call."""
 
-    def __init__(self, fail: int = -1, gate: threading.Event | None = None) -> None:
+    def __init__(self, fail: int = -1, gate: threading.Event | None = None,
+                 gates: dict[bool, threading.Event] | None = None) -> None:
         self.batches: list[tuple[bool, list[list[int]]]] = []
+        self.done: list[tuple[bool, list[list[int]]]] = []
         self.fail = fail
         self.gate = gate
+        self.gates = gates or {}
         self.started = threading.Event()
+        self.started_kind = {False: threading.Event(), True: threading.Event()}
 
     def __call__(self, ids: list[list[int]], is_doc: bool) -> list[np.ndarray]:
-        self.started.set()
-        if self.gate is not None:
-            assert self.gate.wait(10)
         self.batches.append((is_doc, [list(s) for s in ids]))
+        self.started.set()
+        self.started_kind[is_doc].set()
+        for gate in (self.gate, self.gates.get(is_doc)):
+            if gate is not None:
+                assert gate.wait(10)
+        self.done.append((is_doc, [list(s) for s in ids]))
         if any(s and s[0] == self.fail for s in ids):
             raise RuntimeError("boom")
         # each text's "vectors": one row per id, the ids themselves (so results can be checked)
@@ -41,14 +49,19 @@ def wait_all(futures, timeout=10):
     return [f.result(timeout) for f in futures]
 
 
-def held(batcher_kwargs=None, **enc):
-    """A batcher whose encoder blocks until ``gate.set()``, and the first call already started."""
+def held(batcher_kwargs=None, kind=QUERY, **enc):
+    """A batcher whose encoder blocks until ``gate.set()``, and a first call (of ``kind``) already started:
+    its lane is busy, so what is submitted next waits and is batched together."""
     gate = threading.Event()
     encoder = FakeEncoder(gate=gate, **enc)
     b = Batcher(encoder, query_length=QLEN, **(batcher_kwargs or {}))
-    first = b.submit(QUERY, [[999]])
+    first = b.submit(kind, [[999]])
     assert encoder.started.wait(5)
     return b, encoder, gate, first
+
+
+def of_kind(batches, is_doc):
+    return [ids for d, ids in batches if d is is_doc]
 
 
 def test_results_split_back_in_order():
@@ -81,31 +94,69 @@ def test_concurrent_requests_share_batches_within_the_token_budget():
         sizes = [len(ids) for _, ids in enc.batches[1:]]
         assert max(sizes) > 1  # merged: 18 single-text requests in fewer calls
         assert len(enc.batches) - 1 < 18
-        # queries first: the first batch after the held one is all queries (budget 40 -> 5 rows)
-        assert enc.batches[1][0] is False and len(enc.batches[1][1]) == 5
+        # the six queries waited behind the held query: batches of 5 (budget 40 / 8) and 1
+        assert [len(ids) for ids in of_kind(enc.batches, False)] == [1, 5, 1]
     finally:
         gate.set()
         b.close()
 
 
 def test_a_small_request_is_not_starved_by_a_huge_one():
-    b, enc, gate, first = held({"max_batch_tokens": 64, "max_queue": 1000})
+    b, enc, gate, first = held({"max_batch_tokens": 64, "max_queue": 1000}, kind=DOCUMENT)
     try:
         huge = b.submit(DOCUMENT, [doc(1, 10) for _ in range(300)])
         small = b.submit(DOCUMENT, [doc(2, 10)])
         gate.set()
         small.result(10)
-        # the small request's text is in the second or third document batch, not after the huge one's 300
-        position = next(i for i, (_, ids) in enumerate(enc.batches[1:]) if [2] * 10 in ids)
-        assert position <= 1
+        # the small request's text is in the second document batch after the held one, not after the huge one's 300
+        position = next(i for i, ids in enumerate(of_kind(enc.batches, True)[1:]) if [2] * 10 in ids)
+        assert position == 1
         huge.result(10)
     finally:
         gate.set()
         b.close()
 
 
+def test_a_query_is_answered_while_a_long_document_batch_runs():
+    doc_gate = threading.Event()
+    enc = FakeEncoder(gates={True: doc_gate})
+    b = Batcher(enc, query_length=QLEN, max_batch_tokens=1000)
+    try:
+        long_job = b.submit(DOCUMENT, [doc(1, 50) for _ in range(8)])
+        assert enc.started_kind[True].wait(5)  # the document batch holds the session ...
+        query = b.submit(QUERY, [[7, 7]])
+        # ... and the query is answered meanwhile, on the same model: it does not wait for the documents
+        assert query.result(10)[0].ravel().tolist() == [7, 7]
+        assert not long_job.done()
+        assert [(is_doc, len(ids)) for is_doc, ids in enc.done] == [(False, 1)]
+        doc_gate.set()
+        assert [r.ravel().tolist() for r in long_job.result(10)] == [doc(1, 50)] * 8
+        assert [(is_doc, len(ids)) for is_doc, ids in enc.done] == [(False, 1), (True, 8)]
+    finally:
+        doc_gate.set()
+        b.close()
+
+
 def test_documents_are_not_starved_by_a_stream_of_queries():
-    b, enc, gate, first = held({"max_batch_tokens": QLEN})  # one query per batch
+    query_gate = threading.Event()
+    enc = FakeEncoder(gates={False: query_gate})
+    b = Batcher(enc, query_length=QLEN, max_batch_tokens=QLEN)  # one query per batch
+    try:
+        queries = [b.submit(QUERY, [[i]]) for i in range(20)]
+        assert enc.started_kind[False].wait(5)
+        docs = b.submit(DOCUMENT, [doc(5, 3)])
+        # the queries' lane is busy (held), the document runs in its own
+        assert docs.result(10)[0].ravel().tolist() == doc(5, 3)
+        assert not any(f.done() for f in queries)
+        query_gate.set()
+        assert [f.result(10)[0].ravel().tolist() for f in queries] == [[i] for i in range(20)]
+    finally:
+        query_gate.set()
+        b.close()
+
+
+def test_without_batching_documents_still_get_every_third_batch():
+    b, enc, gate, first = held({"batching": False})
     try:
         docs = b.submit(DOCUMENT, [doc(5, 3)])
         queries = [b.submit(QUERY, [[i]]) for i in range(20)]
@@ -113,14 +164,14 @@ def test_documents_are_not_starved_by_a_stream_of_queries():
         docs.result(10)
         wait_all(queries)
         kinds = [is_doc for is_doc, _ in enc.batches[1:]]
-        assert kinds.index(True) <= 2  # queries go first, but documents get every third batch
+        assert kinds.index(True) == 2  # one worker: queries go first, but documents get every third batch
     finally:
         gate.set()
         b.close()
 
 
 def test_document_batches_group_similar_lengths():
-    b, enc, gate, first = held({"max_batch_tokens": 4 * 21})
+    b, enc, gate, first = held({"max_batch_tokens": 4 * 21}, kind=DOCUMENT)
     try:
         lengths = [20, 3, 20, 3, 20, 3, 20, 3]
         futures = [b.submit(DOCUMENT, [doc(i, n)]) for i, n in enumerate(lengths)]
@@ -128,6 +179,21 @@ def test_document_batches_group_similar_lengths():
         wait_all(futures)
         for _, ids in enc.batches[1:]:
             assert len({len(s) for s in ids}) == 1, [len(s) for s in ids]  # no short text padded to 20
+    finally:
+        gate.set()
+        b.close()
+
+
+def test_document_batches_keep_padding_within_a_quarter_of_their_tokens():
+    b, enc, gate, first = held({"max_batch_tokens": 1000}, kind=DOCUMENT)
+    try:
+        # costs (length + marker): 41 and 11 would pad 30 of 52 tokens; 41 and 37: 4 of 78
+        futures = [b.submit(DOCUMENT, [doc(1, 40)]), b.submit(DOCUMENT, [doc(2, 10)]), b.submit(DOCUMENT, [doc(3, 36)])]
+        gate.set()
+        wait_all(futures)
+        batches = sorted(sorted(s[0] for s in ids) for ids in of_kind(enc.batches, True)[1:])
+        assert batches == [[1, 3], [2]]
+        assert b.max_padding == 0.25
     finally:
         gate.set()
         b.close()
@@ -148,7 +214,7 @@ def test_without_batching_requests_never_share_a_call_and_go_in_order():
 
 
 def test_queue_is_bounded_with_a_retry_after():
-    b, enc, gate, first = held({"max_queue": 4})
+    b, enc, gate, first = held({"max_queue": 4}, kind=DOCUMENT)
     try:
         ok = b.submit(DOCUMENT, [doc(1, 2)] * 3)
         with pytest.raises(QueueFull) as e:
@@ -166,7 +232,7 @@ def test_queue_is_bounded_with_a_retry_after():
 
 
 def test_an_error_fails_only_its_own_request():
-    b, enc, gate, first = held({"max_batch_tokens": 1000}, fail=66)
+    b, enc, gate, first = held({"max_batch_tokens": 1000}, kind=DOCUMENT, fail=66)
     try:
         good = [b.submit(DOCUMENT, [doc(i, 4)]) for i in (1, 2)]
         bad = b.submit(DOCUMENT, [doc(66, 4), doc(3, 4)])
@@ -183,7 +249,7 @@ def test_an_error_fails_only_its_own_request():
 
 
 def test_cancelled_requests_are_dropped():
-    b, enc, gate, first = held()
+    b, enc, gate, first = held(kind=DOCUMENT)
     try:
         gone = b.submit(DOCUMENT, [doc(1, 2)] * 5)
         assert gone.cancel()

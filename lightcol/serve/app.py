@@ -40,6 +40,7 @@ from fastapi.openapi.utils import get_openapi  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
+from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from lightcol.serve import schema  # noqa: E402
 
@@ -83,8 +84,32 @@ def _status(e: BaseException) -> tuple[int, str]:
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
-    return Response(body.encode("utf-8"), status_code=status, headers=headers, media_type="application/json")
+    return Response(_dumps(payload), status_code=status, headers=headers, media_type="application/json")
+
+
+def _dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities raise ``ValueError`` (they are not JSON)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                      default=_default).encode("utf-8")
+
+
+def _dumps_floats(payload: Any, vectors: list[np.ndarray]) -> bytes:
+    """:func:`_dumps` of a payload whose bulk is ``vectors`` as nested lists of floats.
+
+    With ``orjson`` installed (optional) this is 15-20x faster (a 100 x 128 abstract: under 1 ms
+    instead of 15 ms of the event loop): both write the shortest decimal that reads back as the same
+    float64, so a client parses the same numbers. Only finite vectors take that path: ``orjson``
+    would write NaN as ``null`` where :func:`_dumps` refuses it.
+    """
+    if _orjson is not None and all(np.isfinite(v).all() for v in vectors):
+        return _orjson.dumps(payload, default=_default)
+    return _dumps(payload)
+
+
+try:  # optional: a faster writer of float lists
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
 
 
 def _default(x: Any) -> Any:
@@ -135,6 +160,34 @@ def _encode(vectors: list[np.ndarray], encoding: str) -> list[Any]:
     return out
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class ServeApp(FastAPI):
+    """The FastAPI application, with its busiest routes (``POST /v1/embed``) answered before routing.
+
+    Such a request goes straight to the route's endpoint function (the same one FastAPI routes to:
+    authentication, metrics and error answers included), skipping the router, the middleware stack
+    and dependency resolution (a quarter of the event loop's samples in a profile under 16 query
+    callers). Every other request, and the OpenAPI schema, is FastAPI's.
+    """
+
+    hot_routes: dict[tuple[str, str], Endpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.hot_routes.get((scope["method"], scope["path"]))
+            if endpoint is not None and not scope.get("root_path"):
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+#: Routes :class:`ServeApp` answers without FastAPI's routing.
+_HOT = (("POST", "/v1/embed"),)
+
+
 def _body_doc(model: type) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
@@ -148,7 +201,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": schema.ErrorResponse, "description": text[c]} for c in codes}
 
 
-def create_app(model: Any, index: Any = None, config: ServeConfig | None = None) -> FastAPI:
+def create_app(model: Any, index: Any = None, config: ServeConfig | None = None) -> ServeApp:
     """The ASGI application serving ``model`` (a :class:`~lightcol.LateInteractionTextEmbedding`) and,
     optionally, ``index`` (an :class:`~lightcol.Index` or :class:`~lightcol.DocumentIndex` opened with it).
 
@@ -172,13 +225,14 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
         finally:
             await loop.run_in_executor(None, service.close)
 
-    app = FastAPI(
+    app = ServeApp(
         title="lightcol serve", version=_version(), lifespan=lifespan,
         description="Late-interaction (ColBERT) embeddings, reranking and search over HTTP, with dynamic batching. "
                     "Errors: {\"error\": {\"type\", \"message\"}}." + (
                         " Send 'Authorization: Bearer KEY' to every /v1 route and /metrics." if keys else ""),
     )
     app.state.service = service
+    app.hot_routes = {}
 
     def authorize(request: Request) -> None:
         if not keys:
@@ -221,6 +275,8 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
             extra = {**(extra or {}), "security": [{"bearer": []}]}
         app.add_api_route(path, endpoint, methods=[method], name=name, summary=summary, description=description,
                           responses=responses, openapi_extra=extra, response_model=None, include_in_schema=True)
+        if (method, path) in _HOT:
+            app.hot_routes[(method, path)] = endpoint
 
     async def parse(request: Request, route_name: str) -> dict[str, Any]:
         body = await read_body(request, limits.max_body_bytes)
@@ -248,7 +304,8 @@ def create_app(model: Any, index: Any = None, config: ServeConfig | None = None)
 
     def _embed_payload(payload: dict[str, Any], vecs: list[np.ndarray], encoding: str) -> Response:
         payload["embeddings"] = _encode(vecs, encoding)
-        return _json(payload)
+        body = _dumps_floats(payload, vecs) if encoding == "float" else _dumps(payload)
+        return Response(body, media_type="application/json")
 
     async def token_count(request: Request) -> Response:
         req = rq.token_count(await parse(request, "POST /v1/token_count"), limits)
