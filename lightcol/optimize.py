@@ -44,10 +44,10 @@ from lightcol import _derived, _optional
 ATTENTION = False
 
 SETTINGS: dict[str, Any] = {
-    "version": 2,
+    "version": 3,
     "attention_fusion": ATTENTION,
     "nan_guards": "removed",
-    "rewrites": "qk scales folded, key-padding mask canonical (probed), no-op reshapes removed",
+    "rewrites": "qk scales folded, key-padding mask canonical (probed up to 1025 tokens), no-op reshapes removed",
     "fusions": "onnxruntime.transformers bert, opt_level 0, raw attention mask, heads from the graph, no SkipLayerNormalization",
     "verified": "per-token cos >= 0.9999 vs the source on a probe batch, else without attention fusion",
 }
@@ -55,6 +55,11 @@ FEATURE = "graph optimisation (optimize=True or 'lightcol optimize')"
 
 #: Additive value of a masked key in the canonical mask (BERT's; exp() of it underflows to 0 in float32).
 MASK_VALUE = -10000.0
+#: Tokens of the longest probe mask. A sliding-window (local attention) mask equals a key-padding mask on
+#: every row no longer than its half window, so only long probes tell them apart: 1025 tokens tell every
+#: window up to 2048 wide (ModernBERT's local layers: 128). Replacing a local layer's mask with the
+#: key-padding mask would make it attend globally.
+PROBE_LENGTH = 1025
 #: Smallest per-token cosine between the rewritten and the source model's vectors on the probe batch.
 MIN_COSINE = 0.9999
 _MASK_INPUT = "attention_mask"
@@ -229,7 +234,7 @@ def _probe_masks(rng: Any) -> list[Any]:
     import numpy as np
 
     masks = []
-    for b, s in ((3, 9), (2, 5), (1, 1)):
+    for b, s in ((3, 9), (2, 5), (1, 1), (2, PROBE_LENGTH)):
         m = (rng.random((b, s)) < 0.6).astype(np.int64)
         m[:, 0] = 1
         m[0] = 1
