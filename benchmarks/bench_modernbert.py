@@ -20,7 +20,7 @@ each (ONNX Runtime's ``intra_op_num_threads``; ``torch.set_num_threads`` for PyL
 * documents/s: best of ``--repeat`` passes over all documents (after a warm-up); batch size 32 for
   every system (PyLate's ``encode`` sorts the texts by character length and pads each batch to its
   longest; FastEmbed pads batches of the texts in input order; lightcol sorts by token length and runs
-  batches of about 1,024 padded tokens);
+  batches of about 512 padded tokens);
 * single-query latency: each query alone, p50 / p99 over all queries.
 
 A second table gives the work behind the documents/s: the padded tokens each system's batching runs
