@@ -18,8 +18,17 @@ subprocess (its own environment) and times itself on the same texts, ``--threads
 each (ONNX Runtime's ``intra_op_num_threads``; ``torch.set_num_threads`` for PyLate):
 
 * documents/s: best of ``--repeat`` passes over all documents (after a warm-up); batch size 32 for
-  every system (PyLate's ``encode`` sorts by length; lightcol and FastEmbed batch in input order);
+  every system (PyLate's ``encode`` sorts the texts by character length and pads each batch to its
+  longest; FastEmbed pads batches of the texts in input order; lightcol sorts by token length and runs
+  batches of about 512 padded tokens);
 * single-query latency: each query alone, p50 / p99 over all queries.
+
+A second table gives the work behind the documents/s: the padded tokens each system's batching runs
+(from the token counts, identical in the three), the float32 FLOPs of the encoder on them (the
+projections and MLP: 2 x 5.0M weights per token and layer; attention: 4 x sequence x hidden per token
+and layer, every layer over the whole padded row), the GFLOP/s that achieves, and, as the ceiling, the
+GFLOP/s of one float32 MatMul of the model's own shapes, (1,024 x 768) @ (768 x 2,304) and
+(1,024 x 1,152) @ (1,152 x 768), in ONNX Runtime and in PyTorch at the same threads.
 
 FastEmbed runs its ``LateOn`` class on the same ``model.onnx``, with the class constants (marker
 ids) set to this model's ids; it truncates documents at ``model_max_length`` of
@@ -119,6 +128,75 @@ def worker(system: str, folder: Path, n_docs: int, repeat: int, threads: int) ->
     return {"doc_seconds": r["doc_seconds"], "docs_s": r["docs_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
 
 
+def padded_tokens(folder: Path, n_docs: int) -> dict[str, list[tuple[int, int]]]:
+    """(rows, padded length) of every call each system makes on the documents: lightcol's own batching
+    (recorded from ``embed`` with the ONNX run replaced), PyLate's and FastEmbed's from the token counts."""
+    import numpy as np
+
+    from lightcol import LateInteractionTextEmbedding
+
+    docs, _ = cisi_texts(n_docs)
+    model = LateInteractionTextEmbedding(specific_model_path=folder / "onnx", cuda=False, lazy_load=True)
+    calls: list[tuple[int, int]] = []
+
+    def record(batch):
+        calls.append(batch.input_ids.shape)
+        return np.zeros((*batch.input_ids.shape, model.dim), dtype=np.float32)
+
+    model._run = record
+    list(model.embed(docs, batch_size=BATCH))
+    lengths = np.array([len(t) + 1 for t in model._tokenize(docs, is_doc=True)])  # + the marker
+    pylate_order = np.argsort([-len(t) for t in docs])  # sentence-transformers: by character length
+    return {
+        "lightcol": calls,
+        "pylate": [(len(b), int(lengths[b].max())) for b in np.array_split(pylate_order, range(BATCH, len(docs), BATCH))],
+        "fastembed": [(len(lengths[i:i + BATCH]), int(lengths[i:i + BATCH].max())) for i in range(0, len(docs), BATCH)],
+    }
+
+
+def encoder_flops(calls: list[tuple[int, int]]) -> float:
+    """float32 FLOPs of the encoder (and projection) over ``calls`` of (rows, padded length)."""
+    h, layers, ffn = MODEL_SPEC["hidden"], MODEL_SPEC["layers"], MODEL_SPEC["intermediate"]
+    per_token = layers * 2 * (h * 3 * h + h * h + h * 2 * ffn + ffn * h) + 2 * h * MODEL_SPEC["dim"]
+    return sum(rows * n * (per_token + layers * 4 * n * h) for rows, n in calls)
+
+
+def gemm_ceiling(threads: int, rows: int = 1024, seconds: float = 1.5) -> dict[str, tuple[float, float]]:
+    """GFLOP/s of float32 MatMuls of the model's shapes (rows x 768 @ 768 x 2304, rows x 1152 @ 1152 x 768):
+    ONNX Runtime (one MatMul node) and PyTorch, ``threads`` threads: (best single call of 10, best of 3
+    back-to-back runs of about ``seconds``). On a shared machine the single call catches a quiet moment;
+    the sustained rate sees the load a pass over the documents sees."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, ffn = MODEL_SPEC["hidden"], MODEL_SPEC["intermediate"]
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    torch.set_num_threads(threads)
+    for k, n in ((h, 3 * h), (ffn, h)):
+        w = rng.standard_normal((k, n), dtype=np.float32)
+        x = rng.standard_normal((rows, k), dtype=np.float32)
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "gemm",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], [numpy_helper.from_array(w, "w")])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                                    opts, providers=["CPUExecutionProvider"])
+        tx, tw = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(w.T))
+        flops = 2 * rows * k * n
+        with torch.inference_mode():
+            for name, fn in (("ort", lambda: sess.run(None, {"x": x})), ("torch", lambda: torch.nn.functional.linear(tx, tw))):  # noqa: B023
+                fn()
+                calls = max(1, int(seconds / best_of(fn, 3)))
+                out[f"{name} {k}x{n}"] = (flops / best_of(fn, 10) / 1e9,
+                                          calls * flops / best_of(lambda: [fn() for _ in range(calls)], 3) / 1e9)  # noqa: B023
+    return out
+
+
 def quality(folder: Path, n_docs: int) -> None:
     """Per-token cosine of int8 and optimize=True vs float32 on CISI documents and queries."""
     import numpy as np
@@ -158,6 +236,9 @@ def main() -> int:
         return 0
     if not (args.dir / "onnx" / "model.onnx").is_file():
         raise SystemExit(f"{args.dir} holds no model: run python benchmarks/bench_modernbert.py --make first")
+    if args.worker == "gemm":
+        print(json.dumps(gemm_ceiling(args.threads)))
+        return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.dir, args.docs, args.repeat, args.threads)))
         return 0
@@ -166,7 +247,7 @@ def main() -> int:
         return 0
     pythons = {"fastembed": FASTEMBED_PY, "pylate": PYLATE_PY}
     results: dict[str, dict[str, float] | str] = {}
-    for system in args.systems.split(","):
+    for system in [*args.systems.split(","), "gemm"]:
         cmd = [str(pythons.get(system, LIGHTCOL_PY)), str(Path(__file__).resolve()), "--worker", system,
                "--dir", str(args.dir), "--docs", str(args.docs), "--repeat", str(args.repeat), "--threads", str(args.threads)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -179,6 +260,7 @@ def main() -> int:
         print(system, results[system], file=sys.stderr, flush=True)
     print(f"ModernBERT-base-sized random PyLate ColBERT, {args.docs} CISI documents (300-token cut), 112 queries, "
           f"{args.threads} threads, batch {BATCH}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}")
+    ceiling = results.pop("gemm")
     ok = {k: v for k, v in results.items() if isinstance(v, dict)}
     rows = []
     for system, r in results.items():
@@ -190,6 +272,22 @@ def main() -> int:
                      ratio("pylate"), ratio("fastembed"), ratio("lightcol:fp32")))
     print_table(["system", "docs/s", "query p50 ms", "query p99 ms", "docs/s vs PyLate", "vs FastEmbed", "vs lightcol fp32"],
                 rows)
+    calls = padded_tokens(args.dir, args.docs)
+    rows = []
+    for system, r in ok.items():
+        batches = calls[system.split(":")[0]]
+        flops = encoder_flops(batches)
+        label = "int8 (float32-equivalent FLOPs)" if "int8" in system else "float32"
+        rows.append((system, sum(b * n for b, n in batches), len(batches), f"{flops / 1e12:.3f}",
+                     f"{flops / r['doc_seconds'] / 1e9:.0f}", label))
+    print("\nwork per pass over the documents; "
+          "GFLOP/s = encoder FLOPs / best pass time")
+    print_table(["system", "padded tokens", "ONNX/torch calls", "TFLOP", "GFLOP/s", "arithmetic"], rows)
+    if isinstance(ceiling, dict):
+        print(f"float32 MatMul ceiling, 1,024 rows, {args.threads} threads, GFLOP/s (best single call / sustained 1.5 s): "
+              + ", ".join(f"{k} {a:.0f} / {b:.0f}" for k, (a, b) in ceiling.items()))
+    else:
+        print(f"float32 MatMul ceiling: {ceiling}")
     return 0
 
 

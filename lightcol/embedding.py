@@ -24,11 +24,25 @@ DEFAULT_MODEL = "colbert-ir/colbertv2.0"
 _WINDOW_BATCHES = 8
 #: ... and at most this many texts (bounds the memory a window's vectors take, whatever batch_size).
 _MAX_WINDOW = 1024
-#: Tokens (rows x padded length) per ONNX Runtime call. Measured on a 2-core AVX-512 CPU with a
-#: 6-layer MiniLM (CISI abstracts, 1 and 2 threads, float32 and int8): 512-1024 is fastest, 4096
-#: is 10-25% slower (activations fall out of the core's L2 cache), 16384 35% slower. Small
-#: batches of similar length also waste no padding. ``batch_size`` still caps the rows of a call.
+#: Tokens (rows x padded length) per ONNX Runtime call for an encoder of hidden size
+#: :data:`BATCH_HIDDEN` or less. Measured on a 2-core AVX-512 CPU with a 6-layer MiniLM (hidden 384;
+#: CISI abstracts, 1 and 2 threads, float32 and int8): 512-1024 is fastest (a rerun: 512 at 0.96x
+#: float32 and 0.92x int8 of 1024), 4096 is 10-25% slower (activations fall out of the core's L2
+#: cache), 16384 35% slower. Small batches of similar length also waste no padding. ``batch_size``
+#: still caps the rows of a call.
 BATCH_TOKENS = 1024
+#: Wider encoders get proportionally fewer tokens per call (the same activation bytes; see
+#: :func:`batch_tokens_for`): with a ModernBERT-base-sized encoder (hidden 768, 22 layers; 64 CISI
+#: abstracts cut at 300 tokens, float32, 2 threads) 512 tokens were 1.03-1.25x faster than 1024 in
+#: three interleaved runs.
+BATCH_HIDDEN = 384
+
+
+def batch_tokens_for(hidden_size: Any) -> int:
+    """Default padded tokens per ONNX Runtime call for an encoder of ``hidden_size`` (``None``: unknown)."""
+    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= BATCH_HIDDEN:
+        return BATCH_TOKENS
+    return max(128, BATCH_TOKENS * BATCH_HIDDEN // hidden_size)
 #: Output dtypes ``embed``/``query_embed`` offer (``float16`` halves the memory of stored vectors).
 _DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -189,7 +203,8 @@ class LateInteractionTextEmbedding:
                 f"({self._model_file}) is used as it is. Drop optimize=True, or quantized=True without an int8 file."
             )
         self._optimize = bool(optimize)
-        self._check_position_limit()
+        encoder_config = self._encoder_config()
+        self._check_position_limit(encoder_config)
         # the rules' special tokens resolved (token and id) against the model's own tokenizer
         base, rules, self._skip, self._prep = _rules.load(self.model_dir, self.spec.rules)
         self.spec = dataclasses.replace(self.spec, rules=rules)
@@ -199,8 +214,8 @@ class LateInteractionTextEmbedding:
         self._doc_tokenizer_copy: Tokenizer | None = None
         self._tokenizer_lock = threading.Lock()
         self._session_lock = threading.Lock()
-        #: padded tokens per ONNX Runtime call (see :data:`BATCH_TOKENS`); tune per machine if needed
-        self.batch_tokens = BATCH_TOKENS
+        #: padded tokens per ONNX Runtime call (see :func:`batch_tokens_for`); tune per machine if needed
+        self.batch_tokens = batch_tokens_for(encoder_config.get("hidden_size"))
         self._model: Any = None
         if not lazy_load:
             self._load_onnx()
@@ -240,13 +255,18 @@ class LateInteractionTextEmbedding:
         )
         return spec.model, spec, Path(folder), True
 
-    def _check_position_limit(self) -> None:
+    def _encoder_config(self) -> dict[str, Any]:
+        """The encoder's ``config.json`` beside the ONNX file, or ``{}`` when there is none readable."""
+        try:
+            config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return config if isinstance(config, dict) else {}
+
+    def _check_position_limit(self, encoder_config: dict[str, Any]) -> None:
         """Refuse rules whose query/document length exceeds the encoder's position embeddings."""
         config = self.model_dir / "config.json"
-        try:
-            limit = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
-        except (OSError, ValueError, AttributeError):
-            return  # no readable config: nothing to check against
+        limit = encoder_config.get("max_position_embeddings")
         if not isinstance(limit, int) or isinstance(limit, bool):
             return
         rules = self.spec.rules
@@ -463,8 +483,8 @@ class LateInteractionTextEmbedding:
         punctuation tokens are dropped; rows are L2-normalised. Any iterable is consumed in windows
         of ``min(8 * batch_size, 1024)`` texts (at least ``batch_size``), so memory stays constant
         however long the stream. Within a window texts are sorted by token length and run in batches
-        of similar length holding at most ``batch_size`` texts and about :data:`BATCH_TOKENS`
-        (``self.batch_tokens``) padded tokens.
+        of similar length holding at most ``batch_size`` texts and about ``self.batch_tokens``
+        padded tokens (:func:`batch_tokens_for`: 1,024 for encoders up to hidden size 384, fewer for wider ones).
 
         Args:
             batch_size: most texts per ONNX Runtime call.

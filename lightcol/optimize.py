@@ -44,10 +44,10 @@ from lightcol import _derived, _optional
 ATTENTION = False
 
 SETTINGS: dict[str, Any] = {
-    "version": 2,
+    "version": 3,
     "attention_fusion": ATTENTION,
     "nan_guards": "removed",
-    "rewrites": "qk scales folded, key-padding mask canonical (probed), no-op reshapes removed",
+    "rewrites": "qk scales folded, key-padding mask canonical (probed up to 1025 tokens), no-op reshapes removed",
     "fusions": "onnxruntime.transformers bert, opt_level 0, raw attention mask, heads from the graph, no SkipLayerNormalization",
     "verified": "per-token cos >= 0.9999 vs the source on a probe batch, else without attention fusion",
 }
@@ -55,6 +55,11 @@ FEATURE = "graph optimisation (optimize=True or 'lightcol optimize')"
 
 #: Additive value of a masked key in the canonical mask (BERT's; exp() of it underflows to 0 in float32).
 MASK_VALUE = -10000.0
+#: Tokens of the longest probe mask. A sliding-window (local attention) mask equals a key-padding mask on
+#: every row no longer than its half window, so only long probes tell them apart: 1025 tokens tell every
+#: window up to 2048 wide (ModernBERT's local layers: 128). Replacing a local layer's mask with the
+#: key-padding mask would make it attend globally.
+PROBE_LENGTH = 1025
 #: Smallest per-token cosine between the rewritten and the source model's vectors on the probe batch.
 MIN_COSINE = 0.9999
 _MASK_INPUT = "attention_mask"
@@ -225,21 +230,23 @@ def _ancestors(graph: Any, name: str, producer: dict[str, Any]) -> tuple[list[An
     return sorted(nodes.values(), key=lambda n: order[id(n)]), inputs
 
 
-def _probe_masks(rng: Any) -> list[Any]:
+def _probe_mask(rng: Any, b: int, s: int) -> Any:
+    """A (b, s) attention mask: random padding, the first token and the first row attended."""
     import numpy as np
 
-    masks = []
-    for b, s in ((3, 9), (2, 5), (1, 1)):
-        m = (rng.random((b, s)) < 0.6).astype(np.int64)
-        m[:, 0] = 1
-        m[0] = 1
-        masks.append(m)
-    return masks
+    m = (rng.random((b, s)) < 0.6).astype(np.int64)
+    m[:, 0] = 1
+    m[0] = 1
+    return m
 
 
 def _key_padding_masks(model: Any, names: list[str], nodes: list[Any], inputs: set[str]) -> set[str]:
     """Which of ``names`` (computed by ``nodes`` from graph ``inputs``) are, on probe masks, 0 for attended
-    keys and <= :data:`MASK_VALUE` for padded ones, broadcastable to (batch, 1, query, key)."""
+    keys and <= :data:`MASK_VALUE` for padded ones, broadcastable to (batch, 1, query, key).
+
+    Probed on short masks and on one as long as the subgraph accepts, up to :data:`PROBE_LENGTH` tokens
+    (a graph that reads position embeddings refuses rows longer than its table: the longest accepted
+    length is found by bisection), so a sliding-window mask is not taken for a key-padding mask."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -255,23 +262,46 @@ def _key_padding_masks(model: Any, names: list[str], nodes: list[Any], inputs: s
     types = {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph.input if i.name in inputs}
     rng = np.random.default_rng(0)
     good = set(names)
+
+    def run(mask: Any) -> list[Any]:
+        feeds = {i: (mask if i == _MASK_INPUT else rng.integers(0, 100, mask.shape)).astype(types[i]) for i in inputs}
+        return sess.run(names, feeds)
+
+    def check(mask: Any, outs: list[Any]) -> None:
+        b, s = mask.shape
+        for name, out in zip(names, outs):
+            if out.ndim != 4 or out.shape[0] not in (1, b) or out.shape[1] != 1 or out.shape[2] not in (1, s) or out.shape[3] != s:
+                good.discard(name)
+                continue
+            full = np.broadcast_to(out, (b, 1, s, s))
+            keep = np.broadcast_to(mask[:, None, None, :] != 0, full.shape)
+            if not (np.all(full[keep] == 0) and np.all(full[~keep] <= MASK_VALUE)):
+                good.discard(name)
+
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         sess = ort.InferenceSession(sub_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        for mask in _probe_masks(rng):
-            feeds = {i: (mask if i == _MASK_INPUT else rng.integers(0, 100, mask.shape)).astype(types[i]) for i in inputs}
-            b, s = mask.shape
-            for name, out in zip(names, sess.run(names, feeds)):
-                if out.ndim != 4 or out.shape[0] not in (1, b) or out.shape[1] != 1 or out.shape[2] not in (1, s) or out.shape[3] != s:
-                    good.discard(name)
-                    continue
-                full = np.broadcast_to(out, (b, 1, s, s))
-                keep = np.broadcast_to(mask[:, None, None, :] != 0, full.shape)
-                if not (np.all(full[keep] == 0) and np.all(full[~keep] <= MASK_VALUE)):
-                    good.discard(name)
+        for b, s in ((3, 9), (2, 5), (1, 1)):
+            mask = _probe_mask(rng, b, s)
+            check(mask, run(mask))
     except Exception:  # noqa: BLE001 - anything ONNX Runtime cannot run alone is simply not rewritten
         return set()
+    lo, hi, s = 9, PROBE_LENGTH, PROBE_LENGTH  # lo runs; find the longest length that runs, up to PROBE_LENGTH
+    while True:
+        mask = _probe_mask(rng, 2, s)
+        try:
+            outs = run(mask)
+        except Exception:  # noqa: BLE001 - longer than the graph accepts (its position table)
+            hi = s - 1
+        else:
+            check(mask, outs)
+            if s == hi:
+                break
+            lo = s
+        if lo >= hi:
+            break
+        s = (lo + hi + 1) // 2
     return good
 
 

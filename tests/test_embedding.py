@@ -205,3 +205,20 @@ def test_unknown_variant_fails_before_any_download(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(download, "resolve_model_dir", no_download)
     with pytest.raises(RegistryError, match="no 'fp16' variant"):
         LateInteractionTextEmbedding("colbert-ir/colbertv2.0", cache_dir=tmp_path, model_variant="fp16")
+
+
+def test_tokens_per_call_follow_the_encoder_width(tmp_path: Path) -> None:
+    """1,024 padded tokens per ONNX Runtime call up to hidden size 384, proportionally fewer for wider
+    encoders (512 at 768), from the folder's config.json; the default when it names no hidden size."""
+    from lightcol.embedding import batch_tokens_for
+
+    assert [batch_tokens_for(h) for h in (None, 128, 384, 768, 1024, 10**6, True)] == [1024, 1024, 1024, 512, 384, 128, 1024]
+    folder = tmp_path / "model"
+    shutil.copytree(ONNX_DIR, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, lazy_load=True).batch_tokens == \
+        batch_tokens_for(config.get("hidden_size"))
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 768}))
+    assert LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, lazy_load=True).batch_tokens == 512
+    (folder / "config.json").unlink()
+    assert LateInteractionTextEmbedding(specific_model_path=folder, cuda=False, lazy_load=True).batch_tokens == 1024

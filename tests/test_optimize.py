@@ -228,8 +228,9 @@ def _run(model, feeds: dict) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
-def _mask_graph(causal: bool):
-    """Softmax(scores + mask) with transformers' eager-style 4-D boolean mask (and a causal part if asked)."""
+def _mask_graph(causal: bool, window: int | None = None):
+    """Softmax(scores + mask) with transformers' eager-style 4-D boolean mask (and a causal part, or
+    ModernBERT's sliding-window part ``|query - key| <= window``, if asked)."""
     from onnx import TensorProto, helper
 
     ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
@@ -262,6 +263,22 @@ def _mask_graph(causal: bool):
             helper.make_node("And", ["pad", "lower"], ["both"]),
         ]
         keep = "both"
+    if window is not None:
+        inits += [helper.make_tensor("start", TensorProto.INT64, [], [0]),
+                  helper.make_tensor("step", TensorProto.INT64, [], [1]),
+                  helper.make_tensor("last", TensorProto.INT64, [1], [-1]),
+                  helper.make_tensor("half", TensorProto.INT64, [], [window])]
+        nodes += [
+            helper.make_node("Shape", ["attention_mask"], ["mshape"]),
+            helper.make_node("Gather", ["mshape", "step"], ["len"]),
+            helper.make_node("Range", ["start", "len", "step"], ["pos"]),
+            helper.make_node("Unsqueeze", ["pos", "last"], ["posq"]),
+            helper.make_node("Sub", ["posq", "pos"], ["dist"]),
+            helper.make_node("Abs", ["dist"], ["adist"]),
+            helper.make_node("LessOrEqual", ["adist", "half"], ["near"]),
+            helper.make_node("And", ["pad", "near"], ["local"]),
+        ]
+        keep = "local"
     nodes += [
         helper.make_node("Where", [keep, "zero", "neg"], ["add_mask"]),
         helper.make_node("Add", ["scores", "add_mask"], ["logits"]),
@@ -295,6 +312,13 @@ def test_canonical_mask_replaces_a_key_padding_mask_only() -> None:
     before = causal.SerializeToString()
     assert canonical_attention_mask(causal) == 0  # a causal mask is not a key-padding mask: left alone
     assert causal.SerializeToString() == before
+
+    # a sliding-window mask (ModernBERT's local layers: 64 tokens either side) equals a key-padding mask on
+    # short rows; the long probe tells them apart, so the local layers do not become global ones
+    local = _mask_graph(causal=False, window=64)
+    before = local.SerializeToString()
+    assert canonical_attention_mask(local) == 0
+    assert local.SerializeToString() == before
 
 
 def test_fold_qk_scales_same_scores() -> None:

@@ -34,15 +34,14 @@ def _same(a, b, atol=2e-6):
 
 def test_token_budget_batching_keeps_vectors_and_order(model) -> None:
     ref = _reference(model, DOCS)
+    default = model.batch_tokens
     for budget in (1, 64, 500, 100_000):
         model.batch_tokens = budget
         try:
             _same(list(model.embed(DOCS, batch_size=16)), ref)
             _same(list(model.embed(iter(DOCS[::-1]), batch_size=5)), ref[::-1])
         finally:
-            from lightcol.embedding import BATCH_TOKENS
-
-            model.batch_tokens = BATCH_TOKENS
+            model.batch_tokens = default
 
 
 def test_batches_respect_budget_and_batch_size() -> None:

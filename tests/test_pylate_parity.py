@@ -95,11 +95,12 @@ def test_export_matches_pytorch_and_records_the_rules(tiny_pylate, name: str) ->
 def test_int8_and_optimized_graphs_keep_the_vectors(tiny_pylate, name: str) -> None:
     """``quantized=True`` (the export's model_int8.onnx) and ``optimize=True`` (lightcol.optimize's rewrite)
     on the new architectures: the same tokens, vectors close to float32 (measured on these models:
-    optimize min cosine 0.99994, int8 min 0.9996)."""
+    optimize min cosine 1.00000, int8 min 0.9996). The optimize bound is tight on purpose: a rewrite that
+    gives ModernBERT's sliding-window layers the key-padding mask (global attention) measured 0.99994 here."""
     tiny = tiny_pylate[name]
     base = _model(tiny)
     ref = list(base.embed(DOCUMENTS)) + list(base.query_embed(QUERIES))
-    for kwargs, least in (({"optimize": True}, 0.999), ({"quantized": True}, 0.99)):
+    for kwargs, least in (({"optimize": True}, 0.99999), ({"quantized": True}, 0.99)):
         got = list(_model(tiny, **kwargs).embed(DOCUMENTS)) + list(_model(tiny, **kwargs).query_embed(QUERIES))
         assert [g.shape for g in got] == [r.shape for r in ref]
         worst = min(min_cosine(g, r) for g, r in zip(got, ref, strict=True))
