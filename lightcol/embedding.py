@@ -43,6 +43,8 @@ def batch_tokens_for(hidden_size: Any) -> int:
     if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= BATCH_HIDDEN:
         return BATCH_TOKENS
     return max(128, BATCH_TOKENS * BATCH_HIDDEN // hidden_size)
+
+
 #: Output dtypes ``embed``/``query_embed`` offer (``float16`` halves the memory of stored vectors).
 _DTYPES = {"float32": np.float32, "float16": np.float16}
 
