@@ -163,8 +163,14 @@ class Index:
         arrays = base.arrays
         self._a = arrays
         rot = arrays.get("rotation")  # absent in format 3 and earlier: no rotation
-        self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
-                                   int(state.meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
+        codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
+                             int(state.meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
+        codec = _codec.with_groups(codec, arrays, os.path.join(os.path.dirname(path), base.file))
+        prev = getattr(self, "_codec", None)
+        if ("groups" not in codec.__dict__ and prev is not None and "groups" in prev.__dict__
+                and np.array_equal(prev.centroids, codec.centroids)):  # a file without stored groups: grouped once
+            codec.__dict__["groups"] = prev.groups
+        self._codec = codec
         self._lut = self._codec.lut()
         self._bases = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([p.n_docs for p in parts], out=self._bases[1:])
@@ -1027,11 +1033,13 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
 
 
 def _finish_tables(writer: _storage.Writer, codec: _codec.Codec) -> None:
-    """The codec's tables: centroids (float16), residual codebooks and the rotation."""
+    """The codec's tables: centroids (float16), residual codebooks, the rotation and the centroid groups."""
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
     if codec.rotation is not None:
         writer.array("rotation", codec.rotation)
+    for name, a in _codec.group_arrays(codec).items():
+        writer.array(name, a)
 
 
 def _full_meta(meta: dict[str, Any], codec: _codec.Codec, n_docs: int, n_tokens: int) -> dict[str, Any]:
