@@ -442,3 +442,25 @@ def test_centroid_groups_are_stored_and_an_older_file_groups_them_on_first_use(t
     # fewer centroids than GROUPED_FROM: exact assignment, nothing stored
     small = _build(tmp_path / "s.lci", docs[:100])
     assert not set(_codec.GROUP_ARRAYS) & set(_storage.open_arrays(small.path)[1])
+
+
+def test_a_build_over_an_existing_index_takes_the_write_lock(data, tmp_path):
+    docs, queries = data
+    path = tmp_path / "a.lci"
+    ix = _build(path, docs[:60], keep_full=True)
+    ix.merge_policy = None
+    ix.add(range(60, 80), docs[60:80])
+    ix.delete([1, 2])
+    before = _results(ix, queries, **FULL)
+    with _durable.write_lock(str(path)):  # another writer is changing it
+        with pytest.raises(IndexLockedError, match="another writer is changing the index"):
+            _build(path, docs[100:140])
+    assert _results(Index.open(path), queries, **FULL) == before  # untouched
+    assert sorted(os.listdir(tmp_path)) == ["a.lci", "a.lci.g1.base", "a.lci.g1.base.full", "a.lci.g1.seg",
+                                            "a.lci.lock"]
+    # not locked: the build replaces the index; the replaced one's files go, a reader keeps its view
+    rebuilt = _build(path, docs[100:140], ids=list(range(100, 140)))
+    assert sorted(os.listdir(tmp_path)) == ["a.lci", "a.lci.lock"]  # nor is the old side file taken for this one's
+    assert rebuilt.ids == list(range(100, 140)) and rebuilt._full is None
+    assert _results(ix, queries, **FULL) == before
+    assert _results(Index.open(path), queries, **FULL) == _results(rebuilt, queries, **FULL)
