@@ -319,8 +319,7 @@ def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray
 def _updated(path: str, vfile: str, vectors: np.ndarray, offsets: np.ndarray, nbits: int,
              n_centroids: int) -> tuple[Index, float]:
     """The same documents as an index changed in place 20 times: built from the first 90% with the
-    full build's ``n_centroids`` (the default for 90% of a corpus can be half: what the updates do is
-    compared, not codecs of two sizes), then 10 deletes of 0.1% (random documents) each followed by an
+    full build's ``n_centroids`` (the default for 90% of a corpus can be half the full one's), then 10 deletes of 0.1% (random documents) each followed by an
     add of 1% of the documents (the held-out 10%, in order) plus the documents just deleted; default
     merge policy. Ids are document positions. Returns the index and the seconds the 20 changes took."""
     n = len(offsets) - 1
