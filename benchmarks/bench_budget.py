@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Recall@10 and single-query latency of ``Index.search`` across search budgets (``n_rerank``) on gcide passages.
 
-    python benchmarks/bench_budget.py --n 10000 --nbits 4 --rerank 512,768,1024,2048
+    python benchmarks/bench_budget.py --n 10000 --nbits 4 --rerank 512,768,1024,2048 [--nprobe 8,12]
 
-Builds one index from the cached passages (``benchmarks/embed_gcide.py``), then searches the 100 held-out
-describe queries at each ``n_rerank`` (``n_interact`` four times it, the default rule) and prints recall@10
-against exhaustive float32 MaxSim and p50 / p99 with one thread, plus p50 relative to the first budget.
+Builds one index from the cached passages (``benchmarks/embed_gcide.py``; or opens ``--index``, an index of
+the same passages in order, e.g. the one ``bench_index.py --fastplaid --workdir`` leaves), then searches the
+100 held-out describe queries at each ``nprobe`` and ``n_rerank`` (``n_interact`` four times it, the default
+rule) and prints recall@10 against exhaustive float32 MaxSim and p50 / p99 with one thread, plus p50
+relative to the first setting.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--nbits", type=int, default=4)
     ap.add_argument("--rerank", default="512,768,1024,2048")
+    ap.add_argument("--nprobe", default="8", help="probed centroids per query token, comma-separated")
+    ap.add_argument("--index", default=None, help="search this index of the same passages instead of building one")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     from threadpoolctl import threadpool_limits
@@ -33,21 +37,27 @@ def main() -> None:
     vec, off = gcide_vectors(args.n)
     qs = gcide_query_vectors(args.n, args.queries, "describe")
     ref = [list(map(int, r)) for r in maxsim.rank_many(qs, maxsim.PackedDocuments(vec.astype(np.float32), off), 10)[0]]
-    path = os.path.join(args.workdir or tempfile.mkdtemp(prefix="bench_budget_"), f"gcide{args.n}-{args.nbits}.lci")
-    ix = Index.build(path, None, (vec[a:b] for a, b in zip(off[:-1], off[1:], strict=True)), nbits=args.nbits,
-                     show_progress=False)
+    if args.index:
+        ix = Index.open(args.index)
+        if ix.n_tokens != int(off[-1]) or ix.nbits != args.nbits:
+            raise SystemExit(f"{args.index} is not an nbits={args.nbits} index of these {args.n:,} passages")
+    else:
+        path = os.path.join(args.workdir or tempfile.mkdtemp(prefix="bench_budget_"), f"gcide{args.n}-{args.nbits}.lci")
+        ix = Index.build(path, None, (vec[a:b] for a, b in zip(off[:-1], off[1:], strict=True)), nbits=args.nbits,
+                         show_progress=False)
     rows, base = [], None
-    for r in (int(x) for x in args.rerank.split(",")):
-        kw = {"n_rerank": r, "n_interact": 4 * r}
-        got = [[d for d, _ in ix.search(q, 10, **kw)] for q in qs]
-        rec = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, ref, strict=True)]))
-        with threadpool_limits(1):
-            p50, p99 = p50_p99(latencies_ms(lambda q: ix.search(q, 10, **kw), qs))  # noqa: B023
-        base = base or p50
-        rows.append((f"{r:,} of {4 * r:,}", f"{rec:.3f}", f"{p50:.1f} / {p99:.1f}", f"{p50 / base:.2f}x"))
-        print(rows[-1], flush=True)
+    for nprobe in (int(x) for x in args.nprobe.split(",")):
+        for r in (int(x) for x in args.rerank.split(",")):
+            kw = {"nprobe": nprobe, "n_rerank": r, "n_interact": 4 * r}
+            got = [[d for d, _ in ix.search(q, 10, **kw)] for q in qs]
+            rec = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, ref, strict=True)]))
+            with threadpool_limits(1):
+                p50, p99 = p50_p99(latencies_ms(lambda q: ix.search(q, 10, **kw), qs))  # noqa: B023
+            base = base or p50
+            rows.append((str(nprobe), f"{r:,} of {4 * r:,}", f"{rec:.3f}", f"{p50:.1f} / {p99:.1f}", f"{p50 / base:.2f}x"))
+            print(rows[-1], flush=True)
     print()
-    print("\n".join(table_lines([f"reranked of interacted (nbits={args.nbits}, {args.n:,} gcide passages)", "recall@10",
+    print("\n".join(table_lines(["nprobe", f"reranked of interacted (nbits={args.nbits}, {args.n:,} gcide passages)", "recall@10",
                                  "p50 / p99 ms (1 thread)", "p50 vs the first"], rows)))
 
 

@@ -49,13 +49,16 @@ def _child_build_npz(args: argparse.Namespace) -> None:
     """Fresh process: build from the vectors file handed to fast-plaid too (per-document float16 slices)."""
     with np.load(args.vectors_file) as z:
         vectors, offsets = z["vectors"], z["offsets"]
+    if args.docs_limit:  # the first documents only (the base of an updated index)
+        offsets = offsets[: args.docs_limit + 1]
     docs = (vectors[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True))
     from threadpoolctl import threadpool_limits
 
     t = time.perf_counter()
     # one BLAS thread (fast-plaid builds with 2 torch threads): on a busy shared machine 2 spin and stall
     with threadpool_limits(limits=1):
-        ix = Index.build(args.path, None, docs, nbits=args.nbits, show_progress=False)
+        ix = Index.build(args.path, None, docs, nbits=args.nbits, n_centroids=args.n_centroids or None,
+                         show_progress=False)
     secs = time.perf_counter() - t
     print(json.dumps({"seconds": secs, "rss_mb": peak_rss_mib("hwm"), "n_tokens": ix.n_tokens,
                       "n_centroids": int(ix.meta["n_centroids"])}))
@@ -280,6 +283,15 @@ def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray
                          _latency(lambda q: ix.search(q, 10, **kw), queries, 2),  # noqa: B023
                          os.path.getsize(path) / n_vec, None, None, None))
             print(rows[-1], flush=True)
+        path_u = os.path.join(workdir, f"{name.replace(' ', '-')}-lightcol{nbits}-updated", "index.lci")
+        ix_u, secs_u = _updated(path_u, vfile, vectors, offsets, nbits, int(b["n_centroids"]))
+        got = [[d for d, _ in ix_u.search(q, 10)] for q in queries]
+        rows.append((f"lightcol Index nbits={nbits}, after 20 updates", nd(got), _recall(got, ref),
+                     _latency(lambda q: ix_u.search(q, 10), queries, 1),  # noqa: B023
+                     _latency(lambda q: ix_u.search(q, 10), queries, 2),  # noqa: B023
+                     sum(os.path.getsize(os.path.join(os.path.dirname(path_u), f)) for f in ix_u.files) / n_vec,
+                     None, None, None))
+        print(rows[-1], f"segments={ix_u.n_segments} deleted={ix_u.n_deleted} updates {secs_u:.1f} s", flush=True)
     out = os.path.join(workdir, f"{name.replace(' ', '-')}-fastplaid.json")
     subprocess.run([py, str(ROOT / "benchmarks" / "bench_fastplaid.py"), "run", "--vectors", vfile, "--nbits",
                     ",".join(map(str, nbits_list)), "--workdir", os.path.join(workdir, f"{name.replace(' ', '-')}-fastplaid"),
@@ -302,6 +314,36 @@ def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray
                            f(bs, "{:.1f}"), f(rss, "{:.0f}"), f(o, "{:.3f}"))
                           for row_name, ndcg, rec, l1, l2, bpv, bs, rss, o in rows])
     return lines
+
+
+def _updated(path: str, vfile: str, vectors: np.ndarray, offsets: np.ndarray, nbits: int,
+             n_centroids: int) -> tuple[Index, float]:
+    """The same documents as an index changed in place 20 times: built from the first 90% with the
+    full build's ``n_centroids`` (the default for 90% of a corpus can be half the full one's), then 10 deletes of 0.1% (random documents) each followed by an
+    add of 1% of the documents (the held-out 10%, in order) plus the documents just deleted; default
+    merge policy. Ids are document positions. Returns the index and the seconds the 20 changes took."""
+    n = len(offsets) - 1
+    n0 = n - max(10, n // 10)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for f in os.listdir(os.path.dirname(path)):
+        os.unlink(os.path.join(os.path.dirname(path), f))
+    _run_child("--child", "build-npz", "--path", path, "--vectors-file", vfile, "--nbits-one", str(nbits),
+               "--docs-limit", str(n0), "--n-centroids", str(n_centroids))
+    ix = Index.open(path)
+    rng = np.random.default_rng(0)
+    doc = lambda i: np.asarray(vectors[offsets[i] : offsets[i + 1]], dtype=np.float32)  # noqa: E731
+    chunks = np.array_split(np.arange(n0, n), 10)
+    secs = 0.0
+    for chunk in chunks:
+        back = rng.choice(np.fromiter(ix.ids, dtype=np.int64), size=max(1, n // 1000), replace=False).tolist()
+        add = [*chunk.tolist(), *back]
+        vecs = [doc(i) for i in add]
+        t = time.perf_counter()
+        ix.delete(back)
+        ix.add(add, vecs)
+        secs += time.perf_counter() - t
+    assert sorted(ix.ids) == list(range(n))
+    return ix, secs
 
 
 def _cisi_vectors() -> tuple[list, np.ndarray, np.ndarray, list[np.ndarray], list[set]]:
@@ -342,6 +384,8 @@ def main() -> None:
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--keep-full", dest="keep_full", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--docs-limit", dest="docs_limit", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--n-centroids", dest="n_centroids", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "build":
         args.nbits = args.nbits_one

@@ -181,3 +181,58 @@ def test_spilled_build_writes_what_the_in_memory_writer_writes(tmp_path, ids):
     writer.array("residuals", a["residuals"])
     index_module._finish(writer, ix._codec, a["codes"], a["offsets"], ix.ids, meta)  # noqa: SLF001
     assert (tmp_path / "spilled.lci").read_bytes() == (tmp_path / "memory.lci").read_bytes()
+
+
+def _peak_compact_bytes(path, docs, sample_tokens: int, ids=None) -> int:
+    n = len(docs) - len(docs) // 8
+    ix = Index.build(path, None if ids is None else ids[:n], iter(docs[:n]), nbits=1, n_centroids=64,
+                     sample_tokens=sample_tokens, show_progress=False)
+    ix.merge_policy = None
+    ix.add(None if ids is None else ids[n:], docs[n:])
+    ix.delete(ix.ids[1 : len(docs) // 4 : 2])  # an eighth of the documents
+    tracemalloc.start()
+    try:
+        ix.compact()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_compact_peak_memory_follows_the_setting_not_the_corpus(tmp_path, monkeypatch):
+    """compact() spills codes, lengths, ids and the inverted file's pairs as a build does."""
+    from lightcol.index import index as index_module
+
+    monkeypatch.setattr(index_module, "_ENCODE_CHUNK", 256)  # both corpora span many steps,
+    monkeypatch.setattr(external, "_READ_ROWS", 4096)  # and many read-back steps of the spilled columns
+    # both have more inverted-file pairs than one placement range holds (the 1 MB floor of the budget)
+    small, large = _corpus(6000, seed=2), _corpus(24000, seed=3)
+    p_small = _peak_compact_bytes(tmp_path / "a.lci", small, 1 << 11)
+    p_large = _peak_compact_bytes(tmp_path / "b.lci", large, 1 << 11)
+    assert p_large < 1.1 * p_small, (p_small, p_large)
+    ix = Index.open(tmp_path / "b.lci")
+    assert len(ix) == 24000 - 3000 and ix.n_segments == 0 and ix.n_deleted == 0
+
+
+@pytest.mark.parametrize("ids", [None, "strings"])
+def test_compact_writes_what_the_in_memory_writer_writes(tmp_path, ids):
+    from lightcol.index import index as index_module
+
+    docs = _corpus(600, seed=5)
+    id_list = list(range(600)) if ids is None else [f"p{i}" for i in range(600)]
+    ix = Index.build(tmp_path / "c.lci", id_list[:500], docs[:500], nbits=2, n_centroids=32, sample_tokens=2000,
+                     show_progress=False)
+    ix.merge_policy = None
+    ix.add(id_list[500:], docs[500:])
+    ix.delete(id_list[::7])
+    want = [ix.search(d[:4], 10) for d in docs[:20:3]]
+    ix.compact()
+    assert [ix.search(d[:4], 10) for d in docs[:20:3]] == want
+    assert ix.ids == [d for i, d in enumerate(id_list) if i % 7]
+    a = _arrays(ix.path)
+    meta = {k: v for k, v in ix.meta.items() if k not in (*index_module._DERIVED, *index_module._STATE)}
+    meta["generation"] = ix.meta["generation"]
+    writer = storage.Writer(tmp_path / "memory.lci")
+    writer.array("residuals", a["residuals"])
+    index_module._finish(writer, ix._codec, a["codes"], a["offsets"], ix.ids, meta)  # noqa: SLF001
+    assert (tmp_path / "c.lci").read_bytes() == (tmp_path / "memory.lci").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.lci", "c.lci.lock", "memory.lci"]

@@ -392,3 +392,75 @@ def test_a_missing_part_is_a_clear_error_and_compact_of_one_file_writes_nothing(
     os.unlink(tmp_path / "a.lci.g1.seg")
     with pytest.raises(IndexFormatError, match=r"a.lci.g1.seg.*copy all of them"):
         Index.open(ix.path)
+
+
+def test_centroid_groups_are_stored_and_an_older_file_groups_them_on_first_use(tmp_path):
+    """From GROUPED_FROM centroids on, build and compact store the groups; open reads them, equal to
+    grouping anew; a file without them (written before they were stored) still opens and adds alike."""
+    from lightcol import _kmeans
+    from lightcol.index import codec as _codec
+
+    rng = np.random.default_rng(3)
+    docs = _clustered(rng, 500, rng.standard_normal((300, DIM)), spread=0.5)
+    path = tmp_path / "g.lci"
+    ix = _build(path, docs[:450], n_centroids=_kmeans.GROUPED_FROM)
+    _, arrays = _storage.open_arrays(path)
+    assert set(_codec.GROUP_ARRAYS) <= set(arrays)
+    opened = Index.open(path)
+    assert "groups" in opened._codec.__dict__  # read at open: the first add does not group again
+    computed = _kmeans.group(opened._codec.centroids)
+    for got, want in zip(opened._codec.groups, computed, strict=True):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+    old = tmp_path / "old.lci"
+    w = _storage.Writer(old)
+    meta, arrays = _storage.open_arrays(path)
+    for name, a in arrays.items():
+        if name not in _codec.GROUP_ARRAYS:
+            w.array(name, np.array(a))
+    w.commit(meta)
+    older = Index.open(old)
+    assert "groups" not in older._codec.__dict__
+    for i in (opened, older):
+        i.merge_policy = None
+        i.add(range(450, 500), docs[450:500])
+    assert "groups" in older._codec.__dict__  # grouped on first use, kept while the centroids are the same
+    seg = [_storage.open_arrays(tmp_path / i.files[-1])[1] for i in (opened, older)]
+    assert np.array_equal(seg[0]["codes"], seg[1]["codes"]) and np.array_equal(seg[0]["residuals"], seg[1]["residuals"])
+    assert _results(opened, [d[:4] for d in docs[:5]], **FULL) == _results(older, [d[:4] for d in docs[:5]], **FULL)
+    older.compact()  # the one file written again holds the groups
+    assert set(_codec.GROUP_ARRAYS) <= set(_storage.open_arrays(old)[1])
+
+    # groups that do not fit the centroids: a corrupted file, said so
+    meta, arrays = _storage.open_arrays(old)
+    w = _storage.Writer(old)
+    for name, a in arrays.items():
+        w.array(name, np.array(a)[:-1] if name == "group_members" else np.array(a))
+    w.commit(meta)
+    with pytest.raises(IndexFormatError, match="centroid groups"):
+        Index.open(old)
+    # fewer centroids than GROUPED_FROM: exact assignment, nothing stored
+    small = _build(tmp_path / "s.lci", docs[:100])
+    assert not set(_codec.GROUP_ARRAYS) & set(_storage.open_arrays(small.path)[1])
+
+
+def test_a_build_over_an_existing_index_takes_the_write_lock(data, tmp_path):
+    docs, queries = data
+    path = tmp_path / "a.lci"
+    ix = _build(path, docs[:60], keep_full=True)
+    ix.merge_policy = None
+    ix.add(range(60, 80), docs[60:80])
+    ix.delete([1, 2])
+    before = _results(ix, queries, **FULL)
+    with _durable.write_lock(str(path)):  # another writer is changing it
+        with pytest.raises(IndexLockedError, match="another writer is changing the index"):
+            _build(path, docs[100:140])
+    assert _results(Index.open(path), queries, **FULL) == before  # untouched
+    assert sorted(os.listdir(tmp_path)) == ["a.lci", "a.lci.g1.base", "a.lci.g1.base.full", "a.lci.g1.seg",
+                                            "a.lci.lock"]
+    # not locked: the build replaces the index; the replaced one's files go, a reader keeps its view
+    rebuilt = _build(path, docs[100:140], ids=list(range(100, 140)))
+    assert sorted(os.listdir(tmp_path)) == ["a.lci", "a.lci.lock"]  # nor is the old side file taken for this one's
+    assert rebuilt.ids == list(range(100, 140)) and rebuilt._full is None
+    assert _results(ix, queries, **FULL) == before
+    assert _results(Index.open(path), queries, **FULL) == _results(rebuilt, queries, **FULL)

@@ -26,9 +26,9 @@ import numpy as np
 
 from lightcol import _kmeans
 from lightcol._kmeans import add_rows, assign, spherical_kmeans
-from lightcol.errors import ArgumentError
+from lightcol.errors import ArgumentError, IndexFormatError
 
-__all__ = ["Codec", "train", "train_books", "auto_centroids"]
+__all__ = ["Codec", "train", "train_books", "auto_centroids", "GROUP_ARRAYS", "group_arrays", "with_groups"]
 
 _NEAREST_BYTES = 1 << 20  # (rows, 256) score matrix of one codebook step: cache-sized is ~10x faster
 _BOOK = 256  # codewords per sub-space: one byte per stored sub-vector
@@ -91,7 +91,8 @@ class Codec:
 
     @cached_property
     def groups(self) -> _kmeans.Groups | None:
-        """Centroid groups for a fast assignment (:func:`lightcol._kmeans.assign`), made on first use."""
+        """Centroid groups for a fast assignment (:func:`lightcol._kmeans.assign`): read from the index
+        file (:func:`with_groups`), else made on first use (~2 s at 32,768 centroids)."""
         return _kmeans.group(self.centroids)
 
     @property
@@ -163,6 +164,37 @@ def train(sample: np.ndarray, nbits: int, n_centroids: int | None = None, *, see
     r = xr - c[assign(xr, c, groups)]
     codec = Codec(c, train_books(r, m, rng), nbits, rot)
     codec.__dict__["groups"] = groups  # the cached property's value, already made: encode does not group again
+    return codec
+
+
+#: the arrays an index file keeps the centroid groups in (:attr:`Codec.groups`), so that opening it and
+#: adding documents does not group the centroids again; absent below ``_kmeans.GROUPED_FROM`` centroids
+#: and in files written before they were stored (then grouped on first use, to the same values)
+GROUP_ARRAYS = ("group_centroids", "group_members", "group_offsets")
+
+
+def group_arrays(codec: Codec) -> dict[str, np.ndarray]:
+    """The codec's centroid groups as named arrays to store (none when it assigns exactly)."""
+    g = codec.groups
+    return {} if g is None else dict(zip(GROUP_ARRAYS, g, strict=True))
+
+
+def with_groups(codec: Codec, arrays: dict[str, np.ndarray], path: str) -> Codec:
+    """``codec`` with its groups taken from an index file's ``arrays`` when stored there (else made on first use).
+
+    :raises IndexFormatError: stored groups that do not fit the centroids (a corrupted file).
+    """
+    if not all(name in arrays for name in GROUP_ARRAYS):
+        return codec
+    gc, members, offsets = (np.asarray(arrays[name]) for name in GROUP_ARRAYS)
+    k, dim = codec.centroids.shape
+    ok = (gc.ndim == 2 and gc.shape[1] == dim and members.shape == (k,) and offsets.shape == (gc.shape[0] + 1,)
+          and k > 0 and int(offsets[0]) == 0 and int(offsets[-1]) == k and bool(np.all(np.diff(offsets) >= 0))
+          and 0 <= int(members.min()) and int(members.max()) < k)
+    if not ok:
+        raise IndexFormatError(f"{path} is a corrupted lightcol index (centroid groups do not fit its centroids); rebuild it.")
+    codec.__dict__["groups"] = _kmeans.Groups(np.ascontiguousarray(gc, dtype=np.float32), np.asarray(members, dtype=np.int64),
+                                              np.asarray(offsets, dtype=np.int64))
     return codec
 
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,10 +30,12 @@ _READ_ROWS = 1 << 20  # rows per read-back step of a column (copying into the in
 
 
 class Column:
-    """An append-only temporary file of ``dtype`` rows (1-D), deleted by :meth:`close`."""
+    """An append-only temporary file of ``dtype`` rows (1-D), deleted by :meth:`close`; named
+    ``<prefix><name>.<random>.tmp`` (a prefix of the index's own lets its next writer delete what a
+    killed one left)."""
 
-    def __init__(self, folder: str, dtype: Any, name: str) -> None:
-        fd, self.path = tempfile.mkstemp(prefix=f".lightcol-{name}.", suffix=".tmp", dir=folder)
+    def __init__(self, folder: str, dtype: Any, name: str, prefix: str = ".lightcol-") -> None:
+        fd, self.path = tempfile.mkstemp(prefix=f"{prefix}{name}.", suffix=".tmp", dir=folder)
         self._f = os.fdopen(fd, "w+b")
         self.dtype = np.dtype(dtype)
         self.n = 0
@@ -52,7 +54,9 @@ class Column:
         buf = os.pread(self._f.fileno(), (b - a) * self.dtype.itemsize, a * self.dtype.itemsize)
         return np.frombuffer(buf, dtype=self.dtype).copy()
 
-    def chunks(self, rows: int = _READ_ROWS) -> Iterator[np.ndarray]:
+    def chunks(self, rows: int | None = None) -> Iterator[np.ndarray]:
+        """The rows in pieces of ``rows`` (default ``_READ_ROWS``)."""
+        rows = _READ_ROWS if rows is None else rows
         for a in range(0, self.n, rows):
             yield self.read(a, a + rows)
 
@@ -78,9 +82,10 @@ def _hash64(doc_id: Any) -> int:
 class IdSpill:
     """Document ids in order: int64 while all are ints that fit, else JSON (with a 64-bit hash each)."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, prefix: str = ".lightcol-") -> None:
         self._folder = folder
-        self.ints: Column | None = Column(folder, np.int64, "ids")
+        self._prefix = prefix
+        self.ints: Column | None = Column(folder, np.int64, "ids", prefix)
         self._json: Column | None = None  # uint8 bytes: ", ".join(json.dumps(id)) pieces
         self._hashes: Column | None = None
         self._pending: list[Any] = []
@@ -91,6 +96,16 @@ class IdSpill:
         self.n += 1
         if len(self._pending) >= 1 << 14:
             self._flush()
+
+    def extend(self, ids: np.ndarray | Sequence[Any]) -> None:
+        """Many ids at once: an int64 array is appended as it is while every id so far is an int."""
+        if isinstance(ids, np.ndarray) and ids.dtype == np.int64 and self.ints is not None:
+            self._flush()
+            self.ints.append(ids)
+            self.n += int(ids.shape[0])
+            return
+        for d in ids.tolist() if isinstance(ids, np.ndarray) else ids:
+            self.add(d)
 
     def _flush(self) -> None:
         ids, self._pending = self._pending, []
@@ -109,8 +124,8 @@ class IdSpill:
     def _to_json(self) -> None:
         """The first id that is not an int64: the ints so far move to the JSON form."""
         ints, self.ints = self.ints, None
-        self._json = Column(self._folder, np.uint8, "ids-json")
-        self._hashes = Column(self._folder, np.int64, "ids-hash")
+        self._json = Column(self._folder, np.uint8, "ids-json", self._prefix)
+        self._hashes = Column(self._folder, np.int64, "ids-hash", self._prefix)
         assert ints is not None
         try:
             for part in ints.chunks():
@@ -193,10 +208,10 @@ class IdSpill:
 class IvfSpill:
     """The inverted file, gathered chunk by chunk of whole documents and placed in bounded ranges."""
 
-    def __init__(self, folder: str, n_centroids: int) -> None:
+    def __init__(self, folder: str, n_centroids: int, prefix: str = ".lightcol-") -> None:
         self.k = n_centroids
-        self.cent = Column(folder, np.uint32, "ivf-cent")
-        self.doc = Column(folder, np.int32, "ivf-doc")
+        self.cent = Column(folder, np.uint32, "ivf-cent", prefix)
+        self.doc = Column(folder, np.int32, "ivf-doc", prefix)
         self.counts = np.zeros(n_centroids, dtype=np.int64)
         self.bounds = [0]  # pair index where each chunk starts
 

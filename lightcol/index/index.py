@@ -163,8 +163,14 @@ class Index:
         arrays = base.arrays
         self._a = arrays
         rot = arrays.get("rotation")  # absent in format 3 and earlier: no rotation
-        self._codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
-                                   int(state.meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
+        codec = _codec.Codec(np.asarray(arrays["centroids"], dtype=np.float32), np.asarray(arrays["books"], dtype=np.float32),
+                             int(state.meta["nbits"]), None if rot is None else np.asarray(rot, dtype=np.float32))
+        codec = _codec.with_groups(codec, arrays, os.path.join(os.path.dirname(path), base.file))
+        prev = getattr(self, "_codec", None)
+        if ("groups" not in codec.__dict__ and prev is not None and "groups" in prev.__dict__
+                and np.array_equal(prev.centroids, codec.centroids)):  # a file without stored groups: grouped once
+            codec.__dict__["groups"] = prev.groups
+        self._codec = codec
         self._lut = self._codec.lut()
         self._bases = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([p.n_docs for p in parts], out=self._bases[1:])
@@ -308,8 +314,26 @@ class Index:
             encoding rules are recorded, see :attr:`rules`; vectors of another dim raise ``ShapeError``).
         :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
         :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
+        :raises IndexLockedError: ``path`` holds an index another writer is changing (a build over an
+            existing index takes its write lock, like :meth:`add`; readers keep the index they opened).
         """
         path = os.path.abspath(os.fspath(path))
+        lock = _durable.acquire(path, "index") if os.path.exists(path) else None
+        try:
+            cls._write(path, ids, embeddings, nbits=nbits, n_centroids=n_centroids, model=model, seed=seed,
+                       sample_tokens=sample_tokens, kmeans_iters=kmeans_iters, keep_full=keep_full,
+                       show_progress=show_progress, extra_meta=extra_meta)
+            if lock is not None:  # the replaced index's segments and base, no longer named
+                _seg.collect(path, _seg.read(path, _read_ids))
+        finally:
+            _durable.release(lock)
+        return cls.open(path)
+
+    @classmethod
+    def _write(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], *, nbits: int,
+               n_centroids: int | None, model: str | Any | None, seed: int, sample_tokens: int, kmeans_iters: int,
+               keep_full: bool, show_progress: bool, extra_meta: dict[str, Any] | None) -> None:
+        """:meth:`build`'s work: write the index file at ``path`` (the caller holds the lock it needs)."""
         model_name, model_dim, rules = _model_facts(model)
         docs = _documents(ids, embeddings, model_dim, set(), 0, dedupe=False)
         bar = _progress(show_progress, "index", "doc")
@@ -399,6 +423,8 @@ class Index:
             ivf.write(writer, budget)
             _finish_tables(writer, codec)
             spilled.write(writer, "ids")
+            if full is None:  # a side file of an index built before at this path would pass for this one's
+                _durable.unlink(path + ".full")
             writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
         except BaseException:
             writer.abort()
@@ -409,7 +435,6 @@ class Index:
             bar.close()
             for spill in (spilled, code_col, len_col, ivf):
                 spill.close()
-        return cls.open(path)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = False) -> Index:
@@ -764,15 +789,20 @@ class Index:
         _seg.write_manifest(target, generation, parts, self._extra())
         return True
 
-    def _live_steps(self, parts: Sequence[_seg.Part], step: int = _ENCODE_CHUNK * 16) -> Iterator[tuple[_seg.Part, np.ndarray, np.ndarray]]:
+    def _live_steps(self, parts: Sequence[_seg.Part], step: int | None = None) -> Iterator[tuple[_seg.Part, np.ndarray, np.ndarray]]:
         """``(part, documents, their token indices)`` for the live documents of ``parts``, in order,
-        about ``step`` tokens at a time."""
+        about ``step`` tokens (default ``16 * _ENCODE_CHUNK``) at a time, looking at as many documents
+        at a time (per-document arrays stay that size, whatever the index's)."""
+        step = _ENCODE_CHUNK * 16 if step is None else step
         for p in parts:
             off = p.arrays["offsets"]
-            keep = np.setdiff1d(np.arange(p.n_docs, dtype=np.int64), p.deleted, assume_unique=True)
-            for a, b in _cand.token_steps(off[keep + 1] - off[keep], step):
-                docs = keep[a:b]
-                yield p, docs, _cand.token_ranges(off, docs)[0]
+            for w in range(0, p.n_docs, step):
+                e = min(w + step, p.n_docs)
+                dead = p.deleted[np.searchsorted(p.deleted, w) : np.searchsorted(p.deleted, e)]
+                keep = np.setdiff1d(np.arange(w, e, dtype=np.int64), dead, assume_unique=True)
+                for a, b in _cand.token_steps(off[keep + 1] - off[keep], step):
+                    docs = keep[a:b]
+                    yield p, docs, _cand.token_ranges(off, docs)[0]
 
     def _compact(self, target: str, retrain: bool) -> bool:
         codec = self._codec
@@ -793,20 +823,31 @@ class Index:
             meta.pop("drift", None)
             del sample, x
         generation = self._state.generation + 1
-        # a temporary name the next writer recognises (and deletes) should this one be killed
-        writer = _storage.Writer(target, tmp_prefix=f".{os.path.basename(target)}.g{generation}.compact.")
+        # as a build does (lightcol/index/external.py), per-vector and per-document state goes to temporary
+        # files beside the index, so memory is set by ``sample_tokens``, not by the number of documents
+        folder = os.path.dirname(target)
+        budget = max(1 << 20, int(self.meta.get("sample_tokens", 1 << 20)) * self.dim * 4)
+        # temporary names the next writer recognises (and deletes) should this one be killed
+        own = f".{os.path.basename(target)}.g{generation}."
+        code_col = _external.Column(folder, codec.code_dtype, "codes", own)
+        len_col = _external.Column(folder, np.int64, "lengths", own)
+        ivf = _external.IvfSpill(folder, codec.centroids.shape[0], own)
+        id_spill = _external.IdSpill(folder, own)
+        writer = _storage.Writer(target, tmp_prefix=own + "compact.")
         try:
             writer.begin("residuals", np.uint8, (codec.code_bytes,))
-            codes: list[np.ndarray] = []
-            lengths: list[np.ndarray] = []
             for p, docs, idx in self._live_steps(self._parts):
                 off = p.arrays["offsets"]
-                lengths.append(off[docs + 1] - off[docs])
+                lens = off[docs + 1] - off[docs]
                 if retrain:
                     c, r = codec.encode(np.asarray(p.full[idx], dtype=np.float32))  # type: ignore[index]
                 else:
                     c, r = p.arrays["codes"][idx], p.arrays["residuals"][idx]
-                codes.append(c)
+                ivf.add(c, lens, len_col.n)
+                code_col.append(c)
+                len_col.append(lens)
+                id_spill.extend(np.asarray(p.ids._a)[docs] if isinstance(p.ids, _IntIds)  # type: ignore[attr-defined]
+                                else [p.ids[i] for i in docs.tolist()])
                 writer.extend(r)
             writer.end()
             if self._full is not None:
@@ -814,15 +855,27 @@ class Index:
                 for p, _, idx in self._live_steps(self._parts):
                     writer.extend(p.full[idx])  # type: ignore[index]
                 writer.end()
-            lens = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
-            offsets = np.zeros(lens.shape[0] + 1, dtype=np.int64)
-            np.cumsum(lens, out=offsets[1:])
-            code_arr = np.concatenate(codes) if codes else np.empty(0, dtype=codec.code_dtype)
             meta["generation"] = generation
-            _finish(writer, codec, code_arr, offsets, self._live_ids(self._parts), meta)
+            # the arrays, in the order, of _finish
+            _external.copy_column(writer, "codes", code_col)
+            writer.begin("offsets", np.int64)
+            writer.extend(np.zeros(1, dtype=np.int64))
+            done = 0
+            for part in len_col.chunks():
+                o = np.cumsum(part) + done
+                writer.extend(o)
+                done = int(o[-1])
+            writer.end()
+            ivf.write(writer, budget)
+            _finish_tables(writer, codec)
+            id_spill.write(writer, "ids")
+            writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
         except BaseException:
             writer.abort()
             raise
+        finally:
+            for spill in (id_spill, code_col, len_col, ivf):
+                spill.close()
         return True
 
     def _live_ids(self, parts: Sequence[_seg.Part]) -> np.ndarray | list[Id]:
@@ -1027,11 +1080,13 @@ def _finish(writer: _storage.Writer, codec: _codec.Codec, codes: np.ndarray, off
 
 
 def _finish_tables(writer: _storage.Writer, codec: _codec.Codec) -> None:
-    """The codec's tables: centroids (float16), residual codebooks and the rotation."""
+    """The codec's tables: centroids (float16), residual codebooks, the rotation and the centroid groups."""
     writer.array("centroids", codec.centroids.astype(np.float16))
     writer.array("books", codec.books)
     if codec.rotation is not None:
         writer.array("rotation", codec.rotation)
+    for name, a in _codec.group_arrays(codec).items():
+        writer.array(name, a)
 
 
 def _full_meta(meta: dict[str, Any], codec: _codec.Codec, n_docs: int, n_tokens: int) -> dict[str, Any]:
