@@ -20,6 +20,12 @@ candidates scored on the float16 side file: what candidate generation alone lose
 made by ``tools/setup_bench.sh``) on the same vectors, CISI and (``--n`` > 0) gcide passages:
 
     python benchmarks/bench_index.py --fastplaid 2,4 --n 20000 --queries 100
+
+or, with ``--parquet DIR``, on a corpus of ``lightcol embed`` Parquet shards with its query vectors in
+``DIR/queries.npy`` (``benchmarks/bench_scale.py generate`` writes both), recall against exact MaxSim
+computed while the shards are read:
+
+    python benchmarks/bench_index.py --fastplaid 2,4 --no-cisi --parquet DIR --queries 32 --no-updates
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (BENCH_MODEL, CISI_CACHE, GCIDE_CACHE, ROOT, embedded_cisi, gcide_query_vectors, gcide_stream,
-                    gcide_vectors, latencies_ms, load_cisi, ndcg_at, p50_p99, peak_rss_mib, table_lines)
+                    gcide_vectors, latencies_ms, load_cisi, machine, ndcg_at, p50_p99, peak_rss_mib, table_lines)
 
 from lightcol import Index, MultiVectorCollection, maxsim
 
@@ -248,12 +254,13 @@ def _cisi(nbits_list: list[int], workdir: str, plaid_nbits: str | None = None) -
 
 def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray, queries: list[np.ndarray],
                ref: list[list[int]], nbits_list: list[int], labels: list | None = None,
-               rel: list[set] | None = None) -> list[str]:
+               rel: list[set] | None = None, updates: bool = True) -> list[str]:
     """lightcol's Index vs fast-plaid on the same vectors (one file handed to both), one table.
 
     Both build in a fresh process from the file; latency is search alone (query vectors given), one
     query at a time, 1 and 2 threads; recall@10 against exhaustive float32 MaxSim; nDCG@10 where
-    judgments are given (``rel``, over ``labels``: the documents' ids)."""
+    judgments are given (``rel``, over ``labels``: the documents' ids); ``updates``: add the rows of
+    an index changed in place 20 times (see ``_updated``)."""
     py = os.environ.get("LIGHTCOL_FASTPLAID_PYTHON", str(ROOT / ".venv-fastplaid" / "bin" / "python"))
     if not os.path.isfile(py):
         raise SystemExit(f"--fastplaid needs fast-plaid's environment: {py} not found (tools/setup_bench.sh builds "
@@ -283,6 +290,8 @@ def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray
                          _latency(lambda q: ix.search(q, 10, **kw), queries, 2),  # noqa: B023
                          os.path.getsize(path) / n_vec, None, None, None))
             print(rows[-1], flush=True)
+        if not updates:
+            continue
         path_u = os.path.join(workdir, f"{name.replace(' ', '-')}-lightcol{nbits}-updated", "index.lci")
         ix_u, secs_u = _updated(path_u, vfile, vectors, offsets, nbits, int(b["n_centroids"]))
         got = [[d for d, _ in ix_u.search(q, 10)] for q in queries]
@@ -308,10 +317,11 @@ def _fastplaid(workdir: str, name: str, vectors: np.ndarray, offsets: np.ndarray
     lines = [f"{name}: {len(offsets) - 1:,} documents, {n_vec:,} vectors (dim {vectors.shape[1]}), {len(queries)} queries; "
              f"fast-plaid {res['versions']['fast_plaid']} (torch {res['versions']['torch']}) at its default search settings "
              "(n_ivf_probe 8, n_full_scores 4096), lightcol at its defaults", ""]
-    lines += table_lines([name, "nDCG@10", "recall@10 vs exhaustive", "p50 / p99 ms, 1 thread", "p50 / p99 ms, 2 threads",
-                          "bytes/vector", "build s", "build peak RSS MB", "open s"],
-                         [(row_name, ndcg, f"{rec:.3f}", f(l1, "{:.1f} / {:.1f}"), f(l2, "{:.1f} / {:.1f}"), f"{bpv:.1f}",
-                           f(bs, "{:.1f}"), f(rss, "{:.0f}"), f(o, "{:.3f}"))
+    ndcg_col = rel is not None  # no judgments: no nDCG column
+    lines += table_lines([name, *(["nDCG@10"] if ndcg_col else []), "recall@10 vs exhaustive", "p50 / p99 ms, 1 thread",
+                          "p50 / p99 ms, 2 threads", "bytes/vector", "build s", "build peak RSS MB", "open s"],
+                         [(row_name, *([ndcg] if ndcg_col else []), f"{rec:.3f}", f(l1, "{:.1f} / {:.1f}"),
+                           f(l2, "{:.1f} / {:.1f}"), f"{bpv:.1f}", f(bs, "{:.1f}"), f(rss, "{:.0f}"), f(o, "{:.3f}"))
                           for row_name, ndcg, rec, l1, l2, bpv, bs, rss, o in rows])
     return lines
 
@@ -354,6 +364,29 @@ def _cisi_vectors() -> tuple[list, np.ndarray, np.ndarray, list[np.ndarray], lis
     return ids, np.concatenate(dv), offsets, list(qv), [qrels.get(q, set()) for q in qids]
 
 
+def _parquet_vectors(folder: str, queries: list[np.ndarray], docs_limit: int = 0,
+                     ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """A ``lightcol embed`` corpus (Parquet shards) read in one pass: flat float16 vectors, offsets, and the
+    exact top 10 document positions of each query (float32 MaxSim, scored batch by batch as it is read)."""
+    from lightcol import parquet
+
+    parts: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    n_docs = 0
+    for batch in parquet.iter_batches(folder, batch_size=2048, columns=("vectors",)):
+        docs = batch["vectors"][: docs_limit - n_docs] if docs_limit else batch["vectors"]
+        if not docs:
+            break
+        parts += [np.asarray(d, dtype=np.float16) for d in docs]
+        scores.append(maxsim.score_many(queries, maxsim.pack(docs, dtype="float32")))
+        n_docs += len(docs)
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in parts], out=offsets[1:])
+    all_scores = np.concatenate(scores, axis=1)
+    ref = [list(map(int, maxsim.top_k(s, 10)[0])) for s in all_scores]
+    return np.concatenate(parts), offsets, ref
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     """Smallest per-token cosine between two (tokens, dim) arrays of the same shape (-1 if shapes differ)."""
     if a.shape != b.shape:
@@ -378,13 +411,18 @@ def main() -> None:
                     help="only the lightcol vs fast-plaid tables (default nbits 2,4) on CISI and (--n > 0) gcide; "
                          "needs .venv-fastplaid (tools/setup_bench.sh)")
     ap.add_argument("--no-cisi", dest="no_cisi", action="store_true", help="--fastplaid: gcide passages only")
+    ap.add_argument("--parquet", help="--fastplaid: a folder of lightcol embed Parquet shards with queries.npy, "
+                                      "instead of gcide passages (the first --queries queries)")
+    ap.add_argument("--no-updates", dest="no_updates", action="store_true",
+                    help="--fastplaid: leave out the rows of an index changed in place 20 times")
     ap.add_argument("--workdir", default=None, help="where index files go (default: a temp folder)")
     ap.add_argument("--vectors-file", dest="vectors_file", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=["build", "build-npz", "open", "open-cisi"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--nbits-one", dest="nbits_one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--keep-full", dest="keep_full", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--docs-limit", dest="docs_limit", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--docs-limit", dest="docs_limit", type=int, default=0,
+                    help="--parquet: the first N documents only (0: all)")
     ap.add_argument("--n-centroids", dest="n_centroids", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "build":
@@ -402,18 +440,30 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
     if args.fastplaid:
         nbits_list = [int(b) for b in args.fastplaid.split(",")]
+        print(f"start {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {machine()}", flush=True)
         tables = []
         if not args.no_cisi:
             ids, vectors, offsets, qv, rel = _cisi_vectors()
             ref = [list(map(int, r)) for r in maxsim.rank_many(qv, maxsim.PackedDocuments(vectors.astype(np.float32), offsets), 10)[0]]
-            tables.append(_fastplaid(workdir, "CISI", vectors, offsets, qv, ref, nbits_list, ids, rel))
-        if args.n > 0:
+            tables.append(_fastplaid(workdir, "CISI", vectors, offsets, qv, ref, nbits_list, ids, rel,
+                                     updates=not args.no_updates))
+        if args.parquet:
+            queries = list(np.load(Path(args.parquet) / "queries.npy")[: args.queries].astype(np.float32))
+            t = time.perf_counter()
+            vectors, offsets, ref = _parquet_vectors(args.parquet, queries, args.docs_limit)
+            print(f"{args.parquet}: {len(offsets) - 1:,} documents, {int(offsets[-1]):,} vectors read and "
+                  f"{len(queries)} queries scored exactly in {time.perf_counter() - t:.0f} s", flush=True)
+            tables.append(_fastplaid(workdir, f"Parquet {Path(args.parquet).name}", vectors, offsets, queries, ref,
+                                     nbits_list, updates=not args.no_updates))
+        elif args.n > 0:
             queries = gcide_query_vectors(args.n, args.queries, "describe")
             vectors, offsets = gcide_vectors(args.n)
             p32 = maxsim.PackedDocuments(vectors.astype(np.float32), offsets)
             ref = [list(map(int, r)) for r in maxsim.rank_many(queries, p32, 10)[0]]
             del p32
-            tables.append(_fastplaid(workdir, f"gcide {args.n // 1000}k", vectors, offsets, queries, ref, nbits_list))
+            tables.append(_fastplaid(workdir, f"gcide {args.n // 1000}k", vectors, offsets, queries, ref, nbits_list,
+                                     updates=not args.no_updates))
+        print(f"end {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {machine()}", flush=True)
         for t in tables:
             print()
             print("\n".join(t))
