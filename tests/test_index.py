@@ -372,6 +372,21 @@ def test_default_budget_scales_with_the_index(built, corpus, monkeypatch):
     assert decoded == [64, 200, 100]
 
 
+def test_default_nprobe_follows_the_number_of_centroids(built, corpus, monkeypatch):
+    """8 centroids probed per query token up to 16,384 centroids, then one per 2,048; search uses it."""
+    from lightcol.index.index import default_nprobe
+
+    assert [default_nprobe(k) for k in (64, 4_096, 16_384, 32_768, 65_536)] == [8, 8, 8, 16, 32]
+    probed: list[int] = []
+    real = Index._candidates
+    monkeypatch.setattr(Index, "_candidates", lambda self, q, allowed, nprobe, *a: probed.append(nprobe)
+                        or real(self, q, allowed, nprobe, *a))
+    _, queries = corpus
+    built.search(queries[0], k=10, n_rerank=12)
+    built.search(queries[0], k=10, n_rerank=12, nprobe=3)  # an explicit nprobe wins
+    assert probed == [default_nprobe(built._a["centroids"].shape[0]), 3]
+
+
 def test_probe_imputes_the_impute_rank_score_for_unprobed_tokens():
     """A document missing from a query token's probed lists counts that token's IMPUTE_RANK-th best
     centroid score (0-based), not the best unprobed one."""

@@ -69,6 +69,22 @@ def default_budget(n_docs: int, nbits: int = 2) -> tuple[int, int]:
     return min(wide * DEFAULTS["n_interact"], 4 * rerank), rerank
 
 
+#: centroids per probed centroid above which :func:`default_nprobe` probes more than ``DEFAULTS["nprobe"]``
+_CENTROIDS_PER_PROBE = 2048
+
+
+def default_nprobe(n_centroids: int) -> int:
+    """Default centroids probed per query token for a codec of ``n_centroids``.
+
+    ``DEFAULTS["nprobe"]`` (8) up to 16,384 centroids, then one per 2,048 centroids (16 at the 32,768 of
+    the default training sample): finer centroids split a token's neighbourhood into more cells. On
+    2.5M vectors (51,973 documents, 32,768 centroids, 32 queries; docs/index.md) probing 16 instead of 8
+    raised recall@10 vs exhaustive from 0.778 to 0.841 at nbits=2 and from 0.884 to 0.944 at nbits=4 for
+    about 10% more p50; on 10,000 gcide passages (8,192 centroids) 8, 12 and 16 found the same 0.914.
+    """
+    return max(DEFAULTS["nprobe"], int(n_centroids) // _CENTROIDS_PER_PROBE)
+
+
 def _model_facts(model: Any) -> tuple[str | None, int | None, dict[str, Any] | None]:
     """Name, dim and encoding rules (JSON-able) of ``model``: a name (only the name is known) or an
     embedding model with ``model_name``, ``dim`` and ``spec.rules`` (duck-typed: no import of it here)."""
@@ -583,8 +599,8 @@ class Index:
 
         :param subset: only documents with these ids can be returned (unknown ids are ignored).
         :param exact: score the final candidates with the full-precision side file (``keep_full=True``).
-        :param nprobe, n_interact, n_rerank: candidate generation knobs (see :data:`DEFAULTS` and
-            :func:`default_budget`); ``n_interact`` defaults to at least four times ``n_rerank``.
+        :param nprobe, n_interact, n_rerank: candidate generation knobs (see :data:`DEFAULTS`,
+            :func:`default_nprobe` and :func:`default_budget`); ``n_interact`` defaults to at least four times ``n_rerank``.
         """
         q = maxsim._check_query(query_vectors, self.dim, "query_vectors")
         if k < 1 or int(k) != k:
@@ -594,7 +610,7 @@ class Index:
         n_allowed = n if allowed is None or (subset is None) else int(allowed.sum())
         if n_allowed == 0:
             return []
-        nprobe = DEFAULTS["nprobe"] if nprobe is None else nprobe
+        nprobe = default_nprobe(self._a["centroids"].shape[0]) if nprobe is None else nprobe
         auto_interact, auto_rerank = default_budget(n, self.nbits)
         if n_interact is None:  # four times the documents reranked (a given n_rerank raises it)
             n_interact = auto_interact if n_rerank is None else max(auto_interact, 4 * n_rerank)
