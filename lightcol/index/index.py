@@ -85,6 +85,23 @@ def default_nprobe(n_centroids: int) -> int:
     return max(DEFAULTS["nprobe"], int(n_centroids) // _CENTROIDS_PER_PROBE)
 
 
+def _write_spilled(writer: Any, code_col: Any, len_col: Any, ivf: Any, budget: int, codec: Any, ids: Any) -> None:
+    """Codes, offsets, inverted file, codec tables and ids from their spill files: the same arrays, in
+    the same order, as :func:`_finish` writes from memory (a bounded build and a compact share it)."""
+    _external.copy_column(writer, "codes", code_col)
+    writer.begin("offsets", np.int64)
+    writer.extend(np.zeros(1, dtype=np.int64))
+    done = 0
+    for part in len_col.chunks():
+        o = np.cumsum(part) + done
+        writer.extend(o)
+        done = int(o[-1])
+    writer.end()
+    ivf.write(writer, budget)
+    _finish_tables(writer, codec)
+    ids.write(writer, "ids")
+
+
 def _model_facts(model: Any) -> tuple[str | None, int | None, dict[str, Any] | None]:
     """Name, dim and encoding rules (JSON-able) of ``model``: a name (only the name is known) or an
     embedding model with ``model_name``, ``dim`` and ``spec.rules`` (duck-typed: no import of it here)."""
@@ -426,19 +443,7 @@ class Index:
                     "kmeans_iters": kmeans_iters, "drift_reference": drift_reference}
             if rules is not None:
                 meta["rules"] = rules
-            # the same arrays, in the same order, as _finish writes from memory
-            _external.copy_column(writer, "codes", code_col)
-            writer.begin("offsets", np.int64)
-            writer.extend(np.zeros(1, dtype=np.int64))
-            done = 0
-            for part in len_col.chunks():
-                o = np.cumsum(part) + done
-                writer.extend(o)
-                done = int(o[-1])
-            writer.end()
-            ivf.write(writer, budget)
-            _finish_tables(writer, codec)
-            spilled.write(writer, "ids")
+            _write_spilled(writer, code_col, len_col, ivf, budget, codec, spilled)
             if full is None:  # a side file of an index built before at this path would pass for this one's
                 _durable.unlink(path + ".full")
             writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
@@ -872,19 +877,7 @@ class Index:
                     writer.extend(p.full[idx])  # type: ignore[index]
                 writer.end()
             meta["generation"] = generation
-            # the arrays, in the order, of _finish
-            _external.copy_column(writer, "codes", code_col)
-            writer.begin("offsets", np.int64)
-            writer.extend(np.zeros(1, dtype=np.int64))
-            done = 0
-            for part in len_col.chunks():
-                o = np.cumsum(part) + done
-                writer.extend(o)
-                done = int(o[-1])
-            writer.end()
-            ivf.write(writer, budget)
-            _finish_tables(writer, codec)
-            id_spill.write(writer, "ids")
+            _write_spilled(writer, code_col, len_col, ivf, budget, codec, id_spill)
             writer.commit(_full_meta(meta, codec, len_col.n, code_col.n))
         except BaseException:
             writer.abort()
