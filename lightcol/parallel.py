@@ -129,6 +129,22 @@ def _release_semaphore_names(*queues: Any) -> None:
             f()
 
 
+def _await_started(outbox: Any, procs: list[Any], started: set[int]) -> None:
+    """Wait until every worker has reported in (it has opened both queues), before any work is sent:
+    then the queues' semaphore names can go at once, not whenever the caller next reads a result (a
+    caller killed between its first result and the last worker's report left them to the tracker)."""
+    while len(started) < len(procs):
+        try:
+            item = outbox.get(timeout=_POLL_S)
+        except queue.Empty:
+            _check_alive(procs, started)
+            continue
+        if item[1] == "started":
+            started.add(item[2])
+        else:  # no work was sent: only a worker that could not load the model says anything else
+            raise WorkerError(f"an embedding worker process failed:\n{item[2]}")
+
+
 def _receive(outbox: Any, procs: list[Any], started: set[int], inbox: Any = None) -> tuple[int, str, Any]:
     # Workers only exit when told to, so any exit during the run is a failure, even one that
     # lost no chunk: checked before every result, not only while the results stall.
@@ -194,6 +210,8 @@ def embed_documents(
     for p in procs:
         p.start()
     try:
+        _await_started(outbox, procs, started)
+        _release_semaphore_names(inbox, outbox)
         sent = done = 0
         pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         source_error: BaseException | None = None

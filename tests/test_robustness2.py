@@ -221,8 +221,7 @@ def test_no_leaked_semaphores_when_a_process_is_killed(tmp_path: Path, killed: s
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if killed == "caller":
-            assert len(proc.stdout.readline().split()) >= 2  # the workers are running
-            time.sleep(0.5)  # ... and have reported in
+            assert len(proc.stdout.readline().split()) >= 2  # the workers are running and have reported in
             os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=90)  # EOF: the workers and the tracker have exited too
     finally:
