@@ -145,19 +145,15 @@ def _await_started(outbox: Any, procs: list[Any], started: set[int]) -> None:
             raise WorkerError(f"an embedding worker process failed:\n{item[2]}")
 
 
-def _receive(outbox: Any, procs: list[Any], started: set[int], inbox: Any = None) -> tuple[int, str, Any]:
+def _receive(outbox: Any, procs: list[Any], started: set[int]) -> tuple[int, str, Any]:
     # Workers only exit when told to, so any exit during the run is a failure, even one that
-    # lost no chunk: checked before every result, not only while the results stall.
+    # lost no chunk: checked before every result, not only while the results stall. Every worker's
+    # "started" report was taken by _await_started, before any work was sent.
     while True:
         try:
             item = outbox.get(timeout=_POLL_S)
         except queue.Empty:
             _check_alive(procs, started)
-            continue
-        if item[1] == "started":
-            started.add(item[2])
-            if len(started) == len(procs) and inbox is not None:  # every worker has opened the queues
-                _release_semaphore_names(inbox, outbox)
             continue
         _check_alive(procs, started)
         return item
@@ -230,7 +226,7 @@ def embed_documents(
                     source_error, exhausted = error, True
             if done == sent:
                 break
-            chunk_id, status, payload = _receive(outbox, procs, started, inbox)
+            chunk_id, status, payload = _receive(outbox, procs, started)
             if status != "ok":
                 raise WorkerError(f"an embedding worker process failed:\n{payload}")
             pending[chunk_id] = payload
