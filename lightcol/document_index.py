@@ -546,8 +546,8 @@ class DocumentIndex:
             from lightcol.index import Index
 
             if self._vectors is None:
-                Index.build(target, pids, vectors, nbits=self._meta["nbits"], model=self._meta["model"],
-                            show_progress=False)
+                Index._build_at(str(target), pids, vectors, nbits=self._meta["nbits"], model=self._meta["model"],
+                                show_progress=False)
             else:  # a copy of the object: this one keeps the committed state until the database commits
                 Index.open(self._vectors.path)._add_at(str(target), pids, vectors)
 

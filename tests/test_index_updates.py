@@ -464,3 +464,35 @@ def test_a_build_over_an_existing_index_takes_the_write_lock(data, tmp_path):
     assert rebuilt.ids == list(range(100, 140)) and rebuilt._full is None
     assert _results(ix, queries, **FULL) == before
     assert _results(Index.open(path), queries, **FULL) == _results(rebuilt, queries, **FULL)
+
+
+def test_a_killed_build_leaves_files_the_next_build_removes_and_builds_race_for_the_lock(data, tmp_path):
+    docs, queries = data
+    path = tmp_path / "k.lci"
+    np.save(tmp_path / "docs.npy", np.concatenate(docs[:80]))
+    np.save(tmp_path / "lens.npy", np.array([len(d) for d in docs[:80]]))
+    code = f"""
+import os, signal, numpy as np
+from lightcol import Index
+x, lens = np.load({str(tmp_path / 'docs.npy')!r}), np.load({str(tmp_path / 'lens.npy')!r})
+def docs():
+    for i, d in enumerate(np.split(x, np.cumsum(lens)[:-1])):
+        if i == 60:  # past the training sample: the spill files exist and hold 60 documents
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield d
+Index.build({str(path)!r}, None, docs(), nbits=2, n_centroids=8, sample_tokens=50, show_progress=False)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    left = sorted(f for f in os.listdir(tmp_path) if f.endswith(".tmp"))
+    assert left and all(f.startswith(".k.lci.g0.") for f in left), left
+    assert not path.exists()
+    # another writer holds the path: a second build on it (the path is still new) is refused
+    with _durable.write_lock(str(path)):
+        with pytest.raises(IndexLockedError, match="another writer is changing the index"):
+            _build(path, docs[:20])
+    assert not path.exists()
+    built = _build(path, docs[:80])
+    assert sorted(os.listdir(tmp_path)) == ["docs.npy", "k.lci", "k.lci.lock", "lens.npy"]  # the killed build's files went
+    assert built.ids == list(range(80))
+    assert _results(built, queries, **FULL) == _results(_build(tmp_path / "fresh.lci", docs[:80]), queries, **FULL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import inspect
 import itertools
 import json
 import os
@@ -347,20 +348,24 @@ class Index:
             encoding rules are recorded, see :attr:`rules`; vectors of another dim raise ``ShapeError``).
         :param keep_full: also write float16 vectors to ``<path>.full`` for ``search(exact=True)``.
         :param extra_meta: more JSON-able metadata to record (read back from ``index.meta``).
-        :raises IndexLockedError: ``path`` holds an index another writer is changing (a build over an
-            existing index takes its write lock, like :meth:`add`; readers keep the index they opened).
+        :raises IndexLockedError: another writer is changing the index at ``path``, or building one there
+            (a build takes the write lock, like :meth:`add`; readers keep the index they opened).
         """
         path = os.path.abspath(os.fspath(path))
-        lock = _durable.acquire(path, "index") if os.path.exists(path) else None
-        try:
-            cls._write(path, ids, embeddings, nbits=nbits, n_centroids=n_centroids, model=model, seed=seed,
-                       sample_tokens=sample_tokens, kmeans_iters=kmeans_iters, keep_full=keep_full,
-                       show_progress=show_progress, extra_meta=extra_meta)
-            if lock is not None:  # the replaced index's segments and base, no longer named
-                _seg.collect(path, _seg.read(path, _read_ids))
-        finally:
-            _durable.release(lock)
+        with _durable.write_lock(path, "index"):
+            cls._build_at(path, ids, embeddings, nbits=nbits, n_centroids=n_centroids, model=model, seed=seed,
+                          sample_tokens=sample_tokens, kmeans_iters=kmeans_iters, keep_full=keep_full,
+                          show_progress=show_progress, extra_meta=extra_meta)
         return cls.open(path)
+
+    @classmethod
+    def _build_at(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], **options: Any) -> None:
+        """:meth:`build` without taking the lock (the caller holds it, or a :class:`~lightcol.DocumentIndex`
+        its own): write the index at ``path``, then delete what it replaced and what a killed build left.
+        ``options`` not given take :meth:`build`'s defaults."""
+        defaults = {k: p.default for k, p in inspect.signature(cls.build).parameters.items() if p.kind is p.KEYWORD_ONLY}
+        cls._write(path, ids, embeddings, **{**defaults, **options})
+        _seg.collect(path, _seg.read(path, _read_ids))
 
     @classmethod
     def _write(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], *, nbits: int,
@@ -395,12 +400,14 @@ class Index:
         drift_reference = _drift.reference(codec, buf[:n_buf])  # what later additions are compared with
         del buf
         folder = os.path.dirname(path)
-        writer = _storage.Writer(path)
-        full = _storage.Writer(path + ".full") if keep_full else None
-        spilled = _external.IdSpill(folder)
-        code_col = _external.Column(folder, codec.code_dtype, "codes")
-        len_col = _external.Column(folder, np.int64, "lengths")
-        ivf = _external.IvfSpill(folder, codec.centroids.shape[0])
+        # temporary names of generation 0, which the next writer of this path deletes if this one is killed
+        own = f".{os.path.basename(path)}.g0."
+        writer = _storage.Writer(path, tmp_prefix=own + "build.")
+        full = _storage.Writer(path + ".full", tmp_prefix=own + "build-full.") if keep_full else None
+        spilled = _external.IdSpill(folder, own)
+        code_col = _external.Column(folder, codec.code_dtype, "codes", own)
+        len_col = _external.Column(folder, np.int64, "lengths", own)
+        ivf = _external.IvfSpill(folder, codec.centroids.shape[0], own)
         try:
             writer.begin("residuals", np.uint8, (codec.code_bytes,))
             if full is not None:
