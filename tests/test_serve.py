@@ -10,7 +10,6 @@ import base64
 import inspect
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -165,6 +164,7 @@ def test_model_health_ready_openapi(client):
     assert info["query_length"] == 32 and info["document_length"] == 64 and info["index"] is None
     assert info["limits"] == {"max_body_bytes": 200000, "max_texts": 40, "max_chars": 5000}
     assert info["batching"] is True and info["max_queue"] == 64
+    assert info["max_batch_tokens"] == 1024  # no --max-batch-tokens: the model's tokens per call
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
     doc = client.get("/openapi.json").json()
@@ -579,3 +579,20 @@ def test_shutdown_finishes_the_request_in_flight(model):
     assert_same([b64(e) for e in r.json()["embeddings"]], list(model.embed(texts)))
     assert not server.thread.is_alive()
     assert app.state.service.batcher.closed
+
+
+def test_tokens_per_call_default_to_the_models(model):
+    from lightcol import LateInteractionTextEmbedding
+    from lightcol.serve import ServeConfig
+    from lightcol.serve.service import Service
+
+    wide = LateInteractionTextEmbedding(specific_model_path=ONNX_DIR, threads=1)
+    wide.batch_tokens = 512  # as a hidden-768 encoder gets (embedding.batch_tokens_for)
+    for m, config, want in ((model, ServeConfig(), model.batch_tokens), (wide, ServeConfig(), 512),
+                            (wide, ServeConfig(max_batch_tokens=300), 300)):
+        service = Service(m, None, config)
+        try:
+            assert service.max_batch_tokens == service.batcher.max_batch_tokens == want
+            assert service.model_info()["max_batch_tokens"] == want
+        finally:
+            service.close()

@@ -32,8 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free port, printed at start)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: one per core)")
-    p.add_argument("--max-batch-tokens", type=int, default=limits.MAX_BATCH_TOKENS, metavar="N",
-                   help=f"padded tokens per ONNX Runtime call (default {limits.MAX_BATCH_TOKENS})")
+    p.add_argument("--max-batch-tokens", type=int, default=None, metavar="N",
+                   help="padded tokens per ONNX Runtime call (default: the model's, as in-process embed uses: "
+                        "1024 for encoders up to hidden size 384, 512 at 768)")
     p.add_argument("--max-queue", type=int, default=limits.MAX_QUEUE, metavar="N",
                    help=f"texts that may wait for a batch; beyond it: 503 with Retry-After (default {limits.MAX_QUEUE})")
     p.add_argument("--max-texts", type=int, default=lim.max_texts, metavar="N",
@@ -79,7 +80,7 @@ def _check(args: argparse.Namespace) -> tuple[str, ...]:
     from lightcol.serve.server import is_loopback
 
     for name in ("max_batch_tokens", "max_queue", "max_texts", "max_chars", "max_body_bytes"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_texts > args.max_queue:
         raise UsageError(f"--max-texts ({args.max_texts}) must be at most --max-queue ({args.max_queue})")

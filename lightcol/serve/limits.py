@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Padded tokens (rows x longest text) per ONNX Runtime call (``lightcol serve --max-batch-tokens``).
-MAX_BATCH_TOKENS = 1024
 #: Texts that may wait for a batch before requests get 503 (``--max-queue``).
 MAX_QUEUE = 1024
 

@@ -22,7 +22,7 @@ import numpy as np
 from lightcol.errors import ArgumentError
 from lightcol.serve.batching import DOCUMENT, QUERY, Batcher
 from lightcol.serve.metrics import ServiceMetrics
-from lightcol.serve.limits import MAX_BATCH_TOKENS, MAX_QUEUE, Limits
+from lightcol.serve.limits import MAX_QUEUE, Limits
 
 #: Texts a DocumentIndex addition hands the batcher at a time (the next chunk is queued while
 #: the vector store takes the previous one), so other requests keep their turn.
@@ -38,7 +38,9 @@ class ServeConfig:
     """Settings of the service (``lightcol serve`` flags).
 
     Args:
-        max_batch_tokens: padded tokens per ONNX Runtime call (``--max-batch-tokens``).
+        max_batch_tokens: padded tokens per ONNX Runtime call (``--max-batch-tokens``); ``None``: the
+            model's own, as in-process ``embed`` uses (``model.batch_tokens``: 1,024 for encoders up to
+            hidden size 384, fewer for wider ones).
         max_queue: texts that may wait for a batch; beyond it requests get 503 (``--max-queue``).
         batching: merge concurrent requests (``--no-batching``: one request at a time).
         limits: body size, texts per request, characters per text.
@@ -46,7 +48,7 @@ class ServeConfig:
         max_rows: texts per ONNX Runtime call at most.
     """
 
-    max_batch_tokens: int = MAX_BATCH_TOKENS
+    max_batch_tokens: int | None = None
     max_queue: int = MAX_QUEUE
     batching: bool = True
     limits: Limits = field(default_factory=Limits)
@@ -55,7 +57,7 @@ class ServeConfig:
 
     def check(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "max_rows"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArgumentError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("max_body_bytes", "max_texts", "max_chars"):
             if int(getattr(self.limits, name)) < 1:
@@ -114,8 +116,10 @@ class Service:
         self.config.check()
         self.model = model
         self.metrics = ServiceMetrics()
+        #: padded tokens per ONNX Runtime call: the configured number, else the model's own
+        self.max_batch_tokens = int(self.config.max_batch_tokens or model.batch_tokens)
         self.batcher = Batcher(
-            model._encode, query_length=model.spec.rules.query_length, max_batch_tokens=self.config.max_batch_tokens,
+            model._encode, query_length=model.spec.rules.query_length, max_batch_tokens=self.max_batch_tokens,
             max_queue=self.config.max_queue, max_rows=self.config.max_rows, batching=self.config.batching,
             on_batch=self.metrics.on_batch,
         )
@@ -155,7 +159,7 @@ class Service:
         return {
             "model": self.model_name, "dim": int(self.model.dim), "query_length": int(rules.query_length),
             "document_length": int(rules.document_length), "model_variant": self.model.model_variant,
-            "rules": asdict(rules), "batching": self.config.batching, "max_batch_tokens": self.config.max_batch_tokens,
+            "rules": asdict(rules), "batching": self.config.batching, "max_batch_tokens": self.max_batch_tokens,
             "max_queue": self.config.max_queue,
             "limits": {"max_body_bytes": limits.max_body_bytes, "max_texts": limits.max_texts,
                        "max_chars": limits.max_chars},
