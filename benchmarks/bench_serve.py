@@ -237,17 +237,20 @@ def main() -> None:
                         "query throughput measured just before (both servers get the same rate)")
     p.add_argument("--max-batch-tokens", type=int, default=None)
     p.add_argument("--model", type=Path, default=BENCH_MODEL)
+    p.add_argument("--batching-flags", default="", metavar="FLAGS",
+                   help="more 'lightcol serve' flags for the batching server only, e.g. '--threads 1 --batch-workers 2'")
     args = p.parse_args()
     model_dir = require_bench_model(args.model)
     docs, queries = cisi_texts(args.docs)
     queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
     extra = [] if args.max_batch_tokens is None else ["--max-batch-tokens", str(args.max_batch_tokens)]
-    print(f"# lightcol serve, {args.callers} callers, {model_dir.name}, --threads {args.threads}; {args.rounds} "
+    print(f"# lightcol serve, {args.callers} callers, {model_dir.name}, --threads {args.threads}"
+          f"{'; batching server: ' + args.batching_flags if args.batching_flags else ''}; {args.rounds} "
           f"rounds of {len(queries)} queries and {len(docs)} abstracts; {machine()}; "
           f"{time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
 
     q_bodies, d_bodies = _bodies(queries, "query"), _bodies(docs, "document")
-    modes = {"batching": extra, "one at a time": ["--no-batching", *extra]}
+    modes = {"batching": [*extra, *args.batching_flags.split()], "one at a time": ["--no-batching", *extra]}
     servers = {mode: Server(model_dir, args.threads, *flags) for mode, flags in modes.items()}
     runs: dict[tuple[str, str], list[Run]] = {}
     try:

@@ -110,6 +110,21 @@ def test_embed_defaults_and_empty(client, model):
 
 
 def test_concurrent_callers_get_their_own_vectors(client, model):
+    concurrent_callers(client, model)
+
+
+def test_batch_workers_run_batches_at_once_and_give_the_same_vectors(model):
+    s = Subprocess("--model-path", str(ONNX_DIR), "--threads", "1", "--batch-workers", "2")
+    try:
+        with httpx.Client(base_url=s.url, timeout=30) as c:
+            concurrent_callers(c, model)
+            assert c.get("/v1/model").json()["batch_workers"] == 2
+    finally:
+        assert s.stop() == 0, s.log
+
+
+def concurrent_callers(client, model) -> None:
+    """16 callers, queries and documents mixed: each gets exactly in-process vectors; some calls merged requests."""
     texts = random_texts(64, seed=11, max_words=60)
     want_docs = list(model.embed(texts))
     want_queries = list(model.query_embed(texts))

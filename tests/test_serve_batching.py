@@ -276,3 +276,26 @@ def test_close_finishes_queued_work_then_refuses():
     closer.join(10)
     assert not closer.is_alive()
     assert len(queued.result(1)) == 3 and len(first.result(1)) == 1
+
+
+def test_workers_run_batches_of_one_kind_at_once_and_split_a_request_back():
+    gate = threading.Event()
+    enc = FakeEncoder(gate=gate)
+    b = Batcher(enc, query_length=QLEN, max_batch_tokens=2 * QLEN, workers=2)  # 2 queries per batch
+    try:
+        f = b.submit(QUERY, [[1], [2], [3], [4], [5]])
+        deadline = time.monotonic() + 5
+        while len(enc.batches) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # a third worker would start a third batch meanwhile
+        # two batches of two held at once; the fifth query waits for a worker
+        assert sorted(ids for _, ids in enc.batches) == [[[1], [2]], [[3], [4]]]
+        assert b.running == 4 and b.queued == 1
+        gate.set()
+        assert [r.ravel().tolist() for r in f.result(5)] == [[1], [2], [3], [4], [5]]
+        assert b.running == 0 and b.queued == 0
+    finally:
+        b.close()
+    assert Batcher(FakeEncoder(), query_length=QLEN, batching=False, workers=3).workers == 1  # one request at a time
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(FakeEncoder(), query_length=QLEN, workers=0)

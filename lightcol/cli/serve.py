@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
                    help=f"characters per text (default {lim.max_chars})")
     p.add_argument("--max-body-bytes", type=int, default=lim.max_body_bytes, metavar="N",
                    help=f"request body size (default {lim.max_body_bytes})")
+    p.add_argument("--batch-workers", type=int, default=1, metavar="N",
+                   help="batches of each kind (queries, documents) run at once on the one model, each with "
+                        "--threads threads (default 1)")
     p.add_argument("--no-batching", action="store_true",
                    help="answer one request at a time (never merge requests into one batch)")
     p.add_argument("--api-key-file", metavar="FILE", help="require 'Authorization: Bearer KEY' on /v1 and "
@@ -79,7 +82,7 @@ def read_api_keys(path: str) -> tuple[str, ...]:
 def _check(args: argparse.Namespace) -> tuple[str, ...]:
     from lightcol.serve.server import is_loopback
 
-    for name in ("max_batch_tokens", "max_queue", "max_texts", "max_chars", "max_body_bytes"):
+    for name in ("max_batch_tokens", "max_queue", "max_texts", "max_chars", "max_body_bytes", "batch_workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_texts > args.max_queue:
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     model, index = _load(args)
     config = ServeConfig(
         max_batch_tokens=args.max_batch_tokens, max_queue=args.max_queue, batching=not args.no_batching,
+        batch_workers=args.batch_workers,
         limits=Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, max_chars=args.max_chars),
         api_keys=keys,
     )

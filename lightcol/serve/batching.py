@@ -101,6 +101,8 @@ class Batcher:
         max_queue: texts that may wait; :meth:`submit` beyond it raises :class:`QueueFull`.
         max_rows: texts per call at most.
         batching: ``False``: never merge requests (one request at a time, in arrival order).
+        workers: batches of each kind run at once (with batching), each by its own worker thread on the
+            same session; without batching there is one worker.
         max_padding: padding a document batch may add, as a fraction of its texts' tokens (with batching).
         doc_every: without batching (one worker), documents still get every ``doc_every``-th batch while
             queries wait.
@@ -118,16 +120,18 @@ class Batcher:
         batching: bool = True,
         doc_every: int = 3,
         max_padding: float = MAX_PADDING,
+        workers: int = 1,
         on_batch: BatchHook | None = None,
     ) -> None:
-        if max_batch_tokens < 1 or max_queue < 1 or max_rows < 1 or doc_every < 1:
-            raise ValueError("max_batch_tokens, max_queue, max_rows and doc_every must be >= 1")
+        if max_batch_tokens < 1 or max_queue < 1 or max_rows < 1 or doc_every < 1 or workers < 1:
+            raise ValueError("max_batch_tokens, max_queue, max_rows, doc_every and workers must be >= 1")
         self._encode = encode
         self.query_length = int(query_length)
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_queue = int(max_queue)
         self.max_rows = int(max_rows)
         self.batching = bool(batching)
+        self.workers = int(workers) if self.batching else 1
         self._doc_every = int(doc_every)
         if not max_padding >= 0:
             raise ValueError(f"max_padding must be >= 0, got {max_padding}")
@@ -142,7 +146,7 @@ class Batcher:
         self._queries_in_a_row = 0
         self._tokens_per_s = {QUERY: 0.0, DOCUMENT: 0.0}  # moving averages of padded tokens per second
         self._closing = False
-        # a worker per lane: each kind its own with batching, one for both without
+        # ``workers`` worker threads per lane: each kind its own lane with batching, one lane for both without
         lanes: tuple[tuple[str, ...], ...] = ((QUERY,), (DOCUMENT,)) if self.batching else ((QUERY, DOCUMENT),)
         self._wake: dict[str, threading.Condition] = {}
         self._threads: list[threading.Thread] = []
@@ -150,8 +154,9 @@ class Batcher:
             cond = threading.Condition(self._lock)
             for kind in lane:
                 self._wake[kind] = cond
-            name = "lightcol-batcher-" + "-".join(lane) if self.batching else "lightcol-batcher"
-            self._threads.append(threading.Thread(target=self._loop, args=(lane, cond), name=name, daemon=True))
+            for w in range(self.workers):
+                name = f"lightcol-batcher-{'-'.join(lane)}-{w}" if self.batching else "lightcol-batcher"
+                self._threads.append(threading.Thread(target=self._loop, args=(lane, cond), name=name, daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -242,13 +247,15 @@ class Batcher:
                 if not any(self._waiting_of[k] for k in lane):
                     return  # closing, nothing left
                 kind, picks = self._select(lane)
-                self._running[kind] = len(picks)
+                self._running[kind] += len(picks)
+                if any(self._waiting_of[k] for k in lane):
+                    cond.notify()  # another worker of the lane takes what is left
             try:
                 if picks:
                     self._run(kind, picks)
             finally:
                 with self._lock:
-                    self._running[kind] = 0
+                    self._running[kind] -= len(picks)
 
     def _take(self, job: _Job, pos: int) -> None:
         del job.pending[pos]
@@ -387,12 +394,17 @@ class Batcher:
                 pass
 
     def _deliver(self, picks: list[tuple[_Job, int]], vectors: list[np.ndarray]) -> None:
-        for (job, pos), v in zip(picks, vectors, strict=True):
-            if job.failed:
-                continue
-            job.results[pos] = v
-            job.remaining -= 1
-            if job.remaining == 0 and not job.future.done():
+        done = []
+        with self._lock:  # several workers may hold texts of one request
+            for (job, pos), v in zip(picks, vectors, strict=True):
+                if job.failed:
+                    continue
+                job.results[pos] = v
+                job.remaining -= 1
+                if job.remaining == 0:
+                    done.append(job)
+        for job in done:
+            if not job.future.done():
                 try:
                     job.future.set_result(job.results)
                 except Exception:  # noqa: BLE001 - cancelled meanwhile

@@ -127,6 +127,7 @@ class ModelInfo(BaseModel):
     rules: dict[str, Any]
     batching: bool
     max_batch_tokens: int
+    batch_workers: int = Field(description="Batches of each kind that run at once on the one model.")
     max_queue: int
     limits: dict[str, int]
     index: dict[str, Any] | None = Field(None, description="The index opened at start: type, path, documents.")

@@ -46,6 +46,8 @@ class ServeConfig:
         limits: body size, texts per request, characters per text.
         api_keys: bearer tokens accepted (empty: no authentication).
         max_rows: texts per ONNX Runtime call at most.
+        batch_workers: batches of each kind (queries, documents) that run at once on the one session,
+            each with the model's ``threads`` (``--batch-workers``).
     """
 
     max_batch_tokens: int | None = None
@@ -54,9 +56,10 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     api_keys: tuple[str, ...] = ()
     max_rows: int = 256
+    batch_workers: int = 1
 
     def check(self) -> None:
-        for name in ("max_batch_tokens", "max_queue", "max_rows"):
+        for name in ("max_batch_tokens", "max_queue", "max_rows", "batch_workers"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArgumentError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("max_body_bytes", "max_texts", "max_chars"):
@@ -121,6 +124,7 @@ class Service:
         self.batcher = Batcher(
             model._encode, query_length=model.spec.rules.query_length, max_batch_tokens=self.max_batch_tokens,
             max_queue=self.config.max_queue, max_rows=self.config.max_rows, batching=self.config.batching,
+            workers=self.config.batch_workers,
             on_batch=self.metrics.on_batch,
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.queued)
@@ -160,6 +164,7 @@ class Service:
             "model": self.model_name, "dim": int(self.model.dim), "query_length": int(rules.query_length),
             "document_length": int(rules.document_length), "model_variant": self.model.model_variant,
             "rules": asdict(rules), "batching": self.config.batching, "max_batch_tokens": self.max_batch_tokens,
+            "batch_workers": self.batcher.workers,
             "max_queue": self.config.max_queue,
             "limits": {"max_body_bytes": limits.max_body_bytes, "max_texts": limits.max_texts,
                        "max_chars": limits.max_chars},
