@@ -11,7 +11,8 @@ called from several threads at once; the weights are in memory once). A query th
 document batch runs is therefore not queued behind it: its batch starts at once and shares the
 cores with the document batch, so queries go ahead of long documents. Each worker forms its next
 batch as soon as its previous one is done, from whatever waits then: no timer, no idle model while
-texts wait.
+texts wait. With ``workers=N`` each lane has N worker threads, so N batches of a kind run at once
+(with one-thread runs, the cores are used better than by one many-thread run; see docs/serve.md).
 
 How a batch is formed:
 
