@@ -353,19 +353,22 @@ class Index:
         """
         path = os.path.abspath(os.fspath(path))
         with _durable.write_lock(path, "index"):
-            cls._build_at(path, ids, embeddings, nbits=nbits, n_centroids=n_centroids, model=model, seed=seed,
-                          sample_tokens=sample_tokens, kmeans_iters=kmeans_iters, keep_full=keep_full,
-                          show_progress=show_progress, extra_meta=extra_meta)
-        return cls.open(path)
+            return cls._build_at(path, ids, embeddings, nbits=nbits, n_centroids=n_centroids, model=model, seed=seed,
+                                 sample_tokens=sample_tokens, kmeans_iters=kmeans_iters, keep_full=keep_full,
+                                 show_progress=show_progress, extra_meta=extra_meta)
 
     @classmethod
-    def _build_at(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], **options: Any) -> None:
+    def _build_at(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike],
+                  **options: Any) -> Index:
         """:meth:`build` without taking the lock (the caller holds it, or a :class:`~lightcol.DocumentIndex`
-        its own): write the index at ``path``, then delete what it replaced and what a killed build left.
-        ``options`` not given take :meth:`build`'s defaults."""
+        its own): write the index at ``path``, open it, then delete what it replaced and what a killed
+        build left (the opened state names the files to keep: the ids are read once). ``options`` not
+        given take :meth:`build`'s defaults."""
         defaults = {k: p.default for k, p in inspect.signature(cls.build).parameters.items() if p.kind is p.KEYWORD_ONLY}
         cls._write(path, ids, embeddings, **{**defaults, **options})
-        _seg.collect(path, _seg.read(path, _read_ids))
+        index = cls.open(path)
+        _seg.collect(path, index._state)
+        return index
 
     @classmethod
     def _write(cls, path: str, ids: Iterable[Id] | None, embeddings: Iterable[npt.ArrayLike], *, nbits: int,
