@@ -607,7 +607,7 @@ def test_tokens_per_call_default_to_the_models(model):
                             (wide, ServeConfig(max_batch_tokens=300), 300)):
         service = Service(m, None, config)
         try:
-            assert service.max_batch_tokens == service.batcher.max_batch_tokens == want
+            assert service.batcher.max_batch_tokens == want
             assert service.model_info()["max_batch_tokens"] == want
         finally:
             service.close()

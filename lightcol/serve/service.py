@@ -119,10 +119,9 @@ class Service:
         self.config.check()
         self.model = model
         self.metrics = ServiceMetrics()
-        #: padded tokens per ONNX Runtime call: the configured number, else the model's own
-        self.max_batch_tokens = int(self.config.max_batch_tokens or model.batch_tokens)
-        self.batcher = Batcher(
-            model._encode, query_length=model.spec.rules.query_length, max_batch_tokens=self.max_batch_tokens,
+        self.batcher = Batcher(  # tokens per call: the configured number, else the model's own
+            model._encode, query_length=model.spec.rules.query_length,
+            max_batch_tokens=self.config.max_batch_tokens or model.batch_tokens,
             max_queue=self.config.max_queue, max_rows=self.config.max_rows, batching=self.config.batching,
             workers=self.config.batch_workers,
             on_batch=self.metrics.on_batch,
@@ -163,7 +162,7 @@ class Service:
         return {
             "model": self.model_name, "dim": int(self.model.dim), "query_length": int(rules.query_length),
             "document_length": int(rules.document_length), "model_variant": self.model.model_variant,
-            "rules": asdict(rules), "batching": self.config.batching, "max_batch_tokens": self.max_batch_tokens,
+            "rules": asdict(rules), "batching": self.config.batching, "max_batch_tokens": self.batcher.max_batch_tokens,
             "batch_workers": self.batcher.workers,
             "max_queue": self.config.max_queue,
             "limits": {"max_body_bytes": limits.max_body_bytes, "max_texts": limits.max_texts,
